@@ -1,0 +1,49 @@
+# The README's two commands are `make run` and `make test`; both build .venv themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Offline machines: use the shared MNIST copy beside the repo as the first mirror.
+SHARED_MNIST := $(abspath ../shared/mnist)
+ifneq ($(wildcard $(SHARED_MNIST)/*.gz),)
+export DATA_MIRROR ?= file://$(SHARED_MNIST)
+endif
+# dvc runs each stage's `python` from PATH: make it the project's environment.
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the project with its dependencies
+
+run: $(STAMP) ## run the whole pipeline (dvc repro), ending with a run in MLflow
+	$(BIN)/dvc repro
+
+test: $(STAMP) ## lint (ruff) and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+ui: $(STAMP) ## start the MLflow UI on 127.0.0.1:5000 for the local store
+	$(BIN)/mnist-softmax ui
+
+compare: $(STAMP) ## print the last MLflow runs side by side
+	$(BIN)/mnist-softmax compare
+
+bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
+	$(BIN)/mnist-softmax bench
+
+clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: help venv run test ui compare bench clean

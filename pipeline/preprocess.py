@@ -1,0 +1,21 @@
+"""preprocess: data/raw/ -> data/prepared/{train,val,test,scaler}.npz + reports/data.json."""
+
+from mnist_softmax.atomic import write_json
+from mnist_softmax.config import Config
+from mnist_softmax.dataset import save_scaler, save_split, scaler_path, split_path
+from mnist_softmax.preprocess import data_report, prepare
+from mnist_softmax.stage import log, run_stage
+
+
+def main(cfg: Config) -> None:
+    prepared = prepare(cfg.paths.raw_dir, cfg.data)
+    for name in ("train", "val", "test"):
+        split = getattr(prepared, name)
+        save_split(split_path(cfg.paths.prepared_dir, name), split)
+        log.info("%s: %d images", name, len(split))
+    save_scaler(scaler_path(cfg.paths.prepared_dir), prepared.scaler)
+    write_json(cfg.paths.data_report, data_report(prepared, cfg.data.class_names))
+
+
+if __name__ == "__main__":
+    run_stage("preprocess", main)

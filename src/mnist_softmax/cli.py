@@ -1,0 +1,40 @@
+"""The ``mnist-softmax`` console command: one subcommand per operator task.
+
+Subcommands import their module lazily, so ``mnist-softmax --help`` answers at once without
+paying for mlflow's multi-second import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module that implements it with ``main(argv) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("mnist_softmax.bench", "time this project's trainers against scikit-learn"),
+    "compare": ("mnist_softmax.compare", "print a table of the last MLflow runs"),
+    "ui": ("mnist_softmax.ui", "start the MLflow UI on 127.0.0.1 for the project's store"),
+    "retrain": ("mnist_softmax.retrain", "scheduled retraining with champion/challenger promotion"),
+    "promote": ("mnist_softmax.promote", "move the champion alias to a model version (rollback)"),
+    "history": ("mnist_softmax.history", "list past retraining decisions"),
+    "sweep": ("mnist_softmax.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``mnist-softmax <command> [args...]`` to the command's module."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="mnist-softmax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.print_help(sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

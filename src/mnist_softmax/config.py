@@ -1,0 +1,306 @@
+"""Typed, range-checked configuration: the one module that touches Hydra and OmegaConf.
+
+Hydra composes ``params/`` into ``params.yaml``; every stage then loads ``params.yaml`` through
+:func:`load_config`, which checks each group against the frozen dataclasses below. A wrong type,
+an unknown key or an out-of-range value becomes one :class:`ConfigError` naming the key, the
+value and what is allowed, before any work starts (sklearn's ``_parameter_constraints`` idea).
+The dataclasses are not frozen only because OmegaConf cannot merge into frozen schemas; treat
+instances as read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from mnist_softmax.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+CONFIG_DIR = "params"
+CONFIG_NAME = "config"
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config: {key}={value!r} (allowed: {allowed})")
+
+
+def _one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    _require(value in choices, key, value, " | ".join(choices))
+
+
+@dataclass
+class IdxFileConfig:
+    name: str = MISSING
+    sha256: str = MISSING
+
+    def __post_init__(self) -> None:
+        digest = self.sha256.lower()
+        _require(
+            len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
+            f"sha256 of {self.name}",
+            self.sha256,
+            "64 hex digits",
+        )
+
+
+@dataclass
+class DataFilesConfig:
+    train_images: IdxFileConfig = MISSING
+    train_labels: IdxFileConfig = MISSING
+    test_images: IdxFileConfig = MISSING
+    test_labels: IdxFileConfig = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    mirrors: list[str] = MISSING
+    files: DataFilesConfig = MISSING
+    class_names: list[str] = MISSING
+    image_shape: list[int] = MISSING
+    val_size: int = 5000
+    split_seed: int = 0
+    scaling: str = "standardize"
+    timeout_s: float = 30.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(len(self.mirrors) >= 1, "data.mirrors", self.mirrors, "at least one URL")
+        _require(len(self.class_names) >= 2, "data.class_names", self.class_names, ">= 2 names")
+        _require(
+            len(self.image_shape) == 2 and min(self.image_shape) >= 1,
+            "data.image_shape",
+            self.image_shape,
+            "[height, width], both >= 1",
+        )
+        _require(self.val_size >= 1, "data.val_size", self.val_size, "integer >= 1")
+        _require(self.split_seed >= 0, "data.split_seed", self.split_seed, "integer >= 0")
+        _one_of("data.scaling", self.scaling, ("standardize", "unit"))
+        _require(self.timeout_s > 0, "data.timeout_s", self.timeout_s, "seconds > 0")
+        _require(self.retries >= 1, "data.retries", self.retries, "integer >= 1")
+        _require(self.backoff_s >= 0, "data.backoff_s", self.backoff_s, "seconds >= 0")
+
+
+@dataclass
+class ModelConfig:
+    dtype: str = "float32"
+    l2: float = 1e-4
+
+    def __post_init__(self) -> None:
+        _one_of("model.dtype", self.dtype, ("float32", "float64"))
+        _require(self.l2 >= 0, "model.l2", self.l2, "float >= 0")
+
+
+@dataclass
+class SGDConfig:
+    name: str = "sgd"
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    step_epochs: int = 5
+    step_gamma: float = 0.1
+    patience: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("optimizer.name", self.name, ("sgd",))
+        _require(self.epochs >= 1, "optimizer.epochs", self.epochs, "integer >= 1")
+        _require(self.batch_size >= 1, "optimizer.batch_size", self.batch_size, "integer >= 1")
+        _require(self.lr > 0, "optimizer.lr", self.lr, "float > 0")
+        _require(0 <= self.momentum < 1, "optimizer.momentum", self.momentum, "0 <= momentum < 1")
+        _one_of("optimizer.schedule", self.schedule, ("constant", "step", "cosine"))
+        _require(
+            0 <= self.warmup_epochs < self.epochs,
+            "optimizer.warmup_epochs",
+            self.warmup_epochs,
+            "0 <= warmup_epochs < epochs",
+        )
+        _require(self.step_epochs >= 1, "optimizer.step_epochs", self.step_epochs, "integer >= 1")
+        _require(0 < self.step_gamma <= 1, "optimizer.step_gamma", self.step_gamma, "0 < g <= 1")
+        _require(self.patience >= 0, "optimizer.patience", self.patience, "integer >= 0 (0: off)")
+
+
+@dataclass
+class LBFGSConfig:
+    name: str = "lbfgs"
+    max_iter: int = 200
+    tol: float = 1e-6
+    history: int = 10
+
+    def __post_init__(self) -> None:
+        _one_of("optimizer.name", self.name, ("lbfgs",))
+        _require(self.max_iter >= 1, "optimizer.max_iter", self.max_iter, "integer >= 1")
+        _require(self.tol > 0, "optimizer.tol", self.tol, "float > 0")
+        _require(self.history >= 1, "optimizer.history", self.history, "integer >= 1")
+
+
+OptimizerConfig = SGDConfig | LBFGSConfig
+_OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "lbfgs": LBFGSConfig}
+
+
+@dataclass
+class CalibrationConfig:
+    method: str = "temperature"
+    t_min: float = 0.05
+    t_max: float = 20.0
+
+    def __post_init__(self) -> None:
+        _one_of("calibration.method", self.method, ("temperature", "none"))
+        _require(self.t_min > 0, "calibration.t_min", self.t_min, "float > 0")
+        _require(self.t_max > self.t_min, "calibration.t_max", self.t_max, "float > t_min")
+
+
+@dataclass
+class EvaluationConfig:
+    n_bins: int = 15
+    binning: str = "uniform"
+    bootstrap_samples: int = 1000
+    ci_level: float = 0.95
+    n_mistakes: int = 24
+
+    def __post_init__(self) -> None:
+        _require(self.n_bins >= 1, "evaluation.n_bins", self.n_bins, "integer >= 1")
+        _one_of("evaluation.binning", self.binning, ("uniform", "quantile"))
+        _require(
+            self.bootstrap_samples >= 0,
+            "evaluation.bootstrap_samples",
+            self.bootstrap_samples,
+            "integer >= 0 (0: no interval)",
+        )
+        _require(0 < self.ci_level < 1, "evaluation.ci_level", self.ci_level, "0 < level < 1")
+        _require(self.n_mistakes >= 1, "evaluation.n_mistakes", self.n_mistakes, "integer >= 1")
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    experiment_name: str = "mnist-softmax"
+    registered_model: str = "mnist-softmax"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.experiment_name), "tracking.experiment_name", "", "a non-empty name")
+        _require(bool(self.registered_model), "tracking.registered_model", "", "a non-empty name")
+
+
+@dataclass
+class PathsConfig:
+    raw_dir: str = "data/raw"
+    prepared_dir: str = "data/prepared"
+    data_report: str = "reports/data.json"
+    model: str = "models/model.npz"
+    train_metrics: str = "reports/train.json"
+    train_curves: str = "reports/curves.csv"
+    calibration: str = "models/calibration.json"
+    calibration_metrics: str = "reports/calibration.json"
+    eval_metrics: str = "reports/metrics.json"
+    reliability: str = "reports/reliability.csv"
+    confusion: str = "reports/confusion.csv"
+    figures_dir: str = "reports/figures"
+
+
+@dataclass
+class RetrainConfig:
+    """Champion/challenger rule: metric names are keys of the evaluate metrics (``test/acc``)."""
+
+    higher_is_better: list[str] = field(default_factory=lambda: ["test/acc"])
+    lower_is_better: list[str] = field(default_factory=lambda: ["test/nll_calibrated"])
+    margins: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: Any = None  # SGDConfig | LBFGSConfig, checked by config_from_container
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain nested dicts (for hashing and MLflow params)."""
+        return asdict(self)
+
+    def hash(self, *groups: str) -> str:
+        """Return a short sha256 of the given groups (all when none), to stamp artefacts."""
+        full = self.to_dict()
+        chosen = {g: full[g] for g in groups} if groups else full
+        blob = json.dumps(chosen, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _structured(schema: type, node: Any, prefix: str) -> Any:
+    """Check one config node against a dataclass schema and return the dataclass instance."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        reason = str(exc.msg).splitlines()[0]
+        raise ConfigError(f"invalid config: unknown key {prefix}{key} ({reason})") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        value = getattr(exc, "value", None) if hasattr(exc, "value") else None
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"invalid config: {prefix}{key}={value!r}: {first_line}") from None
+
+
+def config_from_container(raw: DictConfig | dict[str, Any]) -> Config:
+    """Validate a composed config (from Hydra or params.yaml) into a :class:`Config`."""
+    node = OmegaConf.create(raw) if isinstance(raw, dict) else raw
+    if not isinstance(node, DictConfig):
+        raise ConfigError("invalid config: the top level must be a mapping")
+    optimizer = node.get("optimizer")
+    if not isinstance(optimizer, DictConfig) or optimizer.get("name") not in _OPTIMIZERS:
+        name = optimizer.get("name") if isinstance(optimizer, DictConfig) else optimizer
+        raise ConfigError(f"invalid config: optimizer.name={name!r} (allowed: sgd | lbfgs)")
+    rest = OmegaConf.masked_copy(node, [k for k in node if k != "optimizer"])
+    cfg = _structured(Config, rest, "")
+    opt = _structured(_OPTIMIZERS[optimizer.name], optimizer, "optimizer.")
+    return Config(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "optimizer": opt})
+
+
+def load_config(path: str | Path = PARAMS_FILE) -> Config:
+    """Load and validate ``params.yaml``; a missing file says how to make it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} not found: run `dvc repro compose` (or `python pipeline/compose.py`) "
+            f"to compose it from {CONFIG_DIR}/"
+        )
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors come in many types
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return config_from_container(raw)
+
+
+def compose(config_dir: str | Path = CONFIG_DIR, overrides: list[str] | None = None) -> DictConfig:
+    """Compose the Hydra tree in ``config_dir`` with command-line style overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
+            return hydra_compose(CONFIG_NAME, overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"cannot compose {config_dir}/: {str(exc).splitlines()[0]}") from None
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """Render a composed config as the YAML that goes into params.yaml."""
+    return OmegaConf.to_yaml(cfg, resolve=True, sort_keys=False)

@@ -1,0 +1,105 @@
+"""Shared fixtures: the real MNIST files served as mirrors, composed configs, a project copy."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mnist_softmax.config import Config, compose, config_from_container
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = Path(os.environ.get("SHARED_MNIST", REPO.parent / "shared" / "mnist"))
+VENV_BIN = Path(sys.executable).parent
+# What a clean clone holds that the pipeline needs (data, models and reports are outputs).
+PROJECT_FILES = ("dvc.yaml", "params", "params.yaml", "pipeline", "src", ".dvc/config", ".dvcignore")
+
+
+@pytest.fixture(scope="session")
+def shared_mnist() -> Path:
+    """The folder with the four real MNIST .gz files (../shared/mnist)."""
+    if not (SHARED_MNIST / "train-labels-idx1-ubyte.gz").is_file():
+        pytest.fail(f"real MNIST files not found in {SHARED_MNIST}: set $SHARED_MNIST")
+    return SHARED_MNIST
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve(directory: Path, handler: type = _QuietHandler) -> tuple[str, http.server.HTTPServer]:
+    """Serve ``directory`` on a free loopback port in a thread; return (base URL, server)."""
+    factory = functools.partial(handler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+@pytest.fixture
+def http_mirror(shared_mnist: Path) -> Iterator[str]:
+    """The real MNIST files on a loopback HTTP mirror."""
+    url, server = serve(shared_mnist)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def file_mirror(shared_mnist: Path) -> str:
+    return shared_mnist.as_uri()
+
+
+@pytest.fixture
+def cfg() -> Config:
+    """The project's default configuration, composed by Hydra from params/."""
+    return config_from_container(compose(REPO / "params"))
+
+
+def stage_env(mirror: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for subprocesses: the test's venv first on PATH, no analytics, no DVC exp."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(DVC_NO_ANALYTICS="1", MPLBACKEND="Agg", GIT_AUTHOR_NAME="t", GIT_COMMITTER_NAME="t")
+    env.update(GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_EMAIL="t@example.com")
+    if mirror:
+        env["DATA_MIRROR"] = mirror
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True, timeout: int = 600):
+    """Run a command, returning the CompletedProcess; on unexpected failure show its output."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
+    """A fresh git + DVC repository holding a copy of this project; returns (path, env)."""
+    dest = tmp_path / "project"
+    dest.mkdir()
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    (dest / "mlflow").mkdir()
+    (dest / ".gitignore").write_text("mlflow/\n")
+    env = stage_env(file_mirror)
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "commit", "-q", "-m", "project"], dest, env)
+    return dest, env

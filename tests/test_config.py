@@ -1,0 +1,99 @@
+"""Every shipped config composes and validates; every bad value is one clear ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from mnist_softmax.config import (
+    PathsConfig,
+    compose,
+    config_from_container,
+    load_config,
+)
+from mnist_softmax.errors import ConfigError
+
+PARAMS = REPO / "params"
+GROUP_OPTIONS = [
+    f"{group.name}={option.stem}"
+    for group in sorted(PARAMS.iterdir())
+    if group.is_dir()
+    for option in sorted(group.glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize("override", GROUP_OPTIONS)
+def test_every_shipped_config_composes_and_validates(override):
+    cfg = config_from_container(compose(PARAMS, [override]))
+    assert cfg.data.class_names
+
+
+def test_committed_params_yaml_matches_params_tree():
+    """params.yaml is generated: it must equal what params/ composes to (run `dvc repro compose`)."""
+    committed = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert committed == yaml.safe_load(
+        __import__("omegaconf").OmegaConf.to_yaml(compose(PARAMS), resolve=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 (allowed: float > 0)"),
+        ("optimizer.lr=fast", "optimizer.lr='fast'"),
+        ("optimizer.momentum=1.0", "optimizer.momentum=1.0 (allowed: 0 <= momentum < 1)"),
+        ("optimizer.batch_size=0", "optimizer.batch_size=0"),
+        ("optimizer.schedule=linear", "optimizer.schedule='linear' (allowed: constant | step"),
+        ("+optimizer.beta=0.9", "unknown key optimizer.beta"),
+        ("+data.colour=red", "unknown key data.colour"),
+        ("data.val_size=0", "data.val_size=0"),
+        ("data.scaling=minmax", "data.scaling='minmax'"),
+        ("model.dtype=float16", "model.dtype='float16'"),
+        ("model.l2=-1", "model.l2=-1"),
+        ("calibration.t_min=0", "calibration.t_min=0"),
+        ("calibration.t_max=0.01", "calibration.t_max=0.01 (allowed: float > t_min)"),
+        ("evaluation.n_bins=0", "evaluation.n_bins=0"),
+        ("evaluation.binning=log", "evaluation.binning='log'"),
+        ("data.files.train_labels.sha256=abc", "64 hex digits"),
+        ("optimizer=adam", "Could not find 'optimizer/adam'"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(override, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_container(compose(PARAMS, [override]))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_params_yaml_says_how_to_make_it(tmp_path):
+    with pytest.raises(ConfigError, match="dvc repro compose"):
+        load_config(tmp_path / "params.yaml")
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_hash_changes_with_the_group_only(cfg):
+    other = config_from_container(compose(PARAMS, ["optimizer.lr=0.05"]))
+    assert cfg.hash("optimizer") != other.hash("optimizer")
+    assert cfg.hash("data") == other.hash("data")
+
+
+def test_dvc_yaml_spells_the_configured_paths():
+    """dvc.yaml and params/paths must agree, or DVC would track files the code never writes."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    declared: set[str] = set()
+    for stage in dvc["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    paths = {Path(v).as_posix() for v in vars(PathsConfig()).values()}
+    assert paths <= declared | {"data/raw", "data/prepared"}
+    assert declared - {"params.yaml"} <= paths

@@ -13,8 +13,9 @@ from mnist_softmax.preprocess import data_report, prepare, split_train_val
 
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory, shared_mnist):
-    from mnist_softmax.config import compose, config_from_container
     from conftest import REPO
+
+    from mnist_softmax.config import compose, config_from_container
 
     data = config_from_container(compose(REPO / "params")).data
     out = tmp_path_factory.mktemp("raw")
@@ -43,7 +44,7 @@ def test_split_is_deterministic_and_seed_dependent():
     rng = np.random.default_rng(0)
     full = Split(rng.integers(0, 255, (300, 4), dtype=np.uint8), np.repeat(np.arange(3), 100))
     a_train, a_val = split_train_val(full, 30, seed=1)
-    b_train, b_val = split_train_val(full, 30, seed=1)
+    _, b_val = split_train_val(full, 30, seed=1)
     _, c_val = split_train_val(full, 30, seed=2)
     np.testing.assert_array_equal(a_val.X, b_val.X)
     assert not np.array_equal(a_val.X, c_val.X)
@@ -60,7 +61,9 @@ def test_impossible_val_size(val_size):
 
 def test_scalers():
     X = np.array([[0, 10], [0, 30]], dtype=np.uint8)
-    std = Scaler.fit(X, "standardize")
+    std = Scaler.fit(X, "standardize", std_floor=1.0)
     np.testing.assert_allclose(std.transform(X, np.float64), [[0, -1], [0, 1]])
+    floored = Scaler.fit(X, "standardize", std_floor=20.0)
+    np.testing.assert_allclose(floored.transform(X, np.float64), [[0, -0.5], [0, 0.5]])
     unit = Scaler.fit(X, "unit")
     np.testing.assert_allclose(unit.transform(X, np.float32), X / 255.0, rtol=1e-6)

@@ -68,6 +68,7 @@ class DataConfig:
     val_size: int = 5000
     split_seed: int = 0
     scaling: str = "standardize"
+    std_floor: float = 25.5
     timeout_s: float = 30.0
     retries: int = 3
     backoff_s: float = 1.0
@@ -84,6 +85,7 @@ class DataConfig:
         _require(self.val_size >= 1, "data.val_size", self.val_size, "integer >= 1")
         _require(self.split_seed >= 0, "data.split_seed", self.split_seed, "integer >= 0")
         _one_of("data.scaling", self.scaling, ("standardize", "unit"))
+        _require(self.std_floor > 0, "data.std_floor", self.std_floor, "float > 0")
         _require(self.timeout_s > 0, "data.timeout_s", self.timeout_s, "seconds > 0")
         _require(self.retries >= 1, "data.retries", self.retries, "integer >= 1")
         _require(self.backoff_s >= 0, "data.backoff_s", self.backoff_s, "seconds >= 0")

@@ -43,16 +43,21 @@ class Scaler:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, X: np.ndarray, method: str) -> Scaler:
-        """Fit ``standardize`` (per-pixel mean/std, std 0 -> 1) or ``unit`` (divide by 255)."""
+    def fit(cls, X: np.ndarray, method: str, std_floor: float = 25.5) -> Scaler:
+        """Fit ``standardize`` (per-pixel mean, std floored) or ``unit`` (divide by 255).
+
+        The floor matters: a border pixel that is almost always 0 has a std near 0.2, so one
+        image with ink there (value 163) would become a feature of ~800 and a logit of ~700,
+        dominating the test NLL and the temperature. Flooring the std at 25.5 (10% of the
+        pixel range) keeps every feature within about +-10.
+        """
         n_features = X.shape[1]
         if method == "unit":
             return cls(np.zeros(n_features), np.full(n_features, 255.0))
         if method == "standardize":
             mean = X.mean(axis=0, dtype=np.float64)
             std = X.std(axis=0, dtype=np.float64)
-            # Border pixels are constant 0 in MNIST: leave them at 0 instead of dividing by 0.
-            return cls(mean, np.where(std > 1e-8, std, 1.0))
+            return cls(mean, np.maximum(std, std_floor))
         raise ValueError(f"unknown scaling {method!r}")
 
     def transform(self, X: np.ndarray, dtype: str | np.dtype = np.float32) -> np.ndarray:

@@ -58,7 +58,7 @@ def prepare(raw_dir: str | Path, data: DataConfig) -> PreparedData:
     """Build the train/validation/test splits and fit the scaler on the train split only."""
     train, val = split_train_val(load_raw(raw_dir, data, "train"), data.val_size, data.split_seed)
     test = load_raw(raw_dir, data, "test")
-    return PreparedData(train, val, test, Scaler.fit(train.X, data.scaling))
+    return PreparedData(train, val, test, Scaler.fit(train.X, data.scaling, data.std_floor))
 
 
 def class_counts(prepared: PreparedData, class_names: list[str]) -> pd.DataFrame:

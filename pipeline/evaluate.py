@@ -1,0 +1,36 @@
+"""evaluate: data/prepared (test), models/model.npz, models/calibration.json, reports/curves.csv
+-> reports/metrics.json (DVC metrics), reports/reliability.csv, reports/confusion.csv (DVC plots),
+reports/figures/*.png.
+"""
+
+import numpy as np
+
+from mnist_softmax.calibration import load_temperature
+from mnist_softmax.config import Config
+from mnist_softmax.dataset import load_split, split_path
+from mnist_softmax.evaluation import evaluate
+from mnist_softmax.figures import write_figures
+from mnist_softmax.model import load_model
+from mnist_softmax.plots import read_curves
+from mnist_softmax.stage import log, run_stage
+
+
+def main(cfg: Config) -> None:
+    paths, ev = cfg.paths, cfg.evaluation
+    model = load_model(paths.model)
+    test = load_split(split_path(paths.prepared_dir, "test"))
+    names = [str(c) for c in model.class_names]
+    rng = np.random.default_rng(cfg.seed)  # bootstrap resamples of the ECE interval
+    temperature = load_temperature(paths.calibration)
+    result = evaluate(model.logits(test.X), test.y, temperature, names, rng, ev.n_bins,
+                      ev.binning, ev.bootstrap_samples, ev.ci_level)  # fmt: skip
+    result.write(paths.eval_metrics, paths.reliability, paths.confusion)
+    write_figures(result, model.W, tuple(model.image_shape), test.X,
+                  read_curves(paths.train_curves), paths.figures_dir, ev.n_mistakes)  # fmt: skip
+    t = result.metrics["test"]
+    log.info("test acc %.4f: NLL %.4f -> %.4f, ECE %.4f -> %.4f (T = %.3f)", t["acc"], t["nll"],
+             t["nll_calibrated"], t["ece"], t["ece_calibrated"], temperature)  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

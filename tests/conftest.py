@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tracking_fixtures import logged_runs, tracking_store  # noqa: F401  (shared MLflow store)
 
 from mnist_softmax.config import Config, compose, config_from_container
 
@@ -20,7 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("SHARED_MNIST", REPO.parent / "shared" / "mnist"))
 VENV_BIN = Path(sys.executable).parent
 # What a clean clone holds that the pipeline needs (data, models and reports are outputs).
-PROJECT_FILES = ("dvc.yaml", "params", "params.yaml", "pipeline", "src", ".dvc/config", ".dvcignore")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params",
+    "params.yaml",
+    "pipeline",
+    "src",
+    ".dvc/config",
+    ".dvcignore",
+)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def test_every_shipped_config_composes_and_validates(override):
 
 
 def test_committed_params_yaml_matches_params_tree():
-    """params.yaml is generated: it must equal what params/ composes to (run `dvc repro compose`)."""
+    """params.yaml is generated: it must equal what params/ composes to (`dvc repro compose`)."""
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
     assert committed == yaml.safe_load(
         __import__("omegaconf").OmegaConf.to_yaml(compose(PARAMS), resolve=True)

@@ -18,7 +18,9 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def stage(name: str, cwd: Path, env: dict[str, str], *args: str):
-    return run([sys.executable, str(REPO / "pipeline" / f"{name}.py"), *args], cwd, env, check=False)
+    return run(
+        [sys.executable, str(REPO / "pipeline" / f"{name}.py"), *args], cwd, env, check=False
+    )
 
 
 def test_missing_params_yaml_exits_2(tmp_path):

@@ -1,3 +1,3 @@
-"""NumPy softmax regression on MNIST, run as a DVC pipeline configured by Hydra and tracked by MLflow."""
+"""NumPy softmax regression on MNIST: a DVC pipeline configured by Hydra, tracked by MLflow."""
 
 __version__ = "0.1.0"

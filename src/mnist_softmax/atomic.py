@@ -34,7 +34,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp_path.chmod(0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        tmp_path.replace(path)  # os.replace: atomic within one file system
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -61,9 +61,8 @@ def read_json(path: str | Path) -> Any:
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Save arrays to an uncompressed ``.npz`` atomically (no pickled objects allowed)."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        with tmp.open("wb") as handle:
-            np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+    with atomic_path(path, suffix=".npz") as tmp, tmp.open("wb") as handle:
+        np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,26 @@
+"""log: params.yaml, dvc.lock, models/{model.npz,calibration.json}, reports/* -> one MLflow run.
+
+No outs, so DVC never restores it from cache: every `dvc repro` / `dvc exp run` (each queued
+experiment of a sweep too) logs one run with params, metrics, curves, plots, tags, the dataset
+and the model, registered as a new version of ``tracking.registered_model``.
+"""
+
+from mnist_softmax.config import Config
+from mnist_softmax.stage import log, run_stage
+from mnist_softmax.tracking import log_pipeline_run
+
+
+def main(cfg: Config) -> None:
+    logged = log_pipeline_run(cfg)
+    log.info(
+        "run %s: %d params, %d metrics, %s v%s",
+        logged.run_id,
+        logged.n_params,
+        logged.n_metrics,
+        cfg.tracking.registered_model,
+        logged.model_version,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("log", main)

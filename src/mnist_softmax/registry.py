@@ -1,0 +1,87 @@
+"""The model registry as the retrain job sees it: aliases, version lookup, scoring, decisions.
+
+Aliases (``champion``, ``previous``) replace MLflow's deprecated stages. MLflow has no
+compare-and-set for aliases, so :func:`move_champion` re-reads the alias immediately before
+moving it: a promotion made by someone else during a (minutes-long) retrain is detected and
+left alone; only the milliseconds between the read and the write remain unguarded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import log_loss
+
+from mnist_softmax import run_record
+from mnist_softmax.config import Config, TrackingConfig
+from mnist_softmax.dataset import Split
+from mnist_softmax.errors import PipelineError
+from mnist_softmax.metrics import reliability_bins
+from mnist_softmax.tracking import TAG_RETRAIN_ID
+
+log = logging.getLogger(__name__)
+
+CHAMPION, PREVIOUS = "champion", "previous"
+TAG_DECISION = "retrain.decision"
+
+
+class ChampionMovedError(PipelineError):
+    """The champion alias moved while this job ran: someone else promoted; do not overwrite."""
+
+    exit_code = 6
+
+
+def client_for(tracking: TrackingConfig) -> MlflowClient:
+    uri = run_record.resolve_store(tracking).uri
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str = CHAMPION) -> str | None:
+    """Return the version holding ``alias``, or None (no alias, or no registered model yet)."""
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def run_of_retrain(client: MlflowClient, experiment: str, retrain_id: str):
+    """Return the run the log stage made for this retrain job, or None when it logged none."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id], f"tags.`{TAG_RETRAIN_ID}` = '{retrain_id}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def score_version(name: str, version: str, test: Split, cfg: Config) -> dict[str, float]:
+    """Score a registered version on ``test`` through its pyfunc (calibrated probabilities)."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    proba = np.asarray(model.predict(test.X), dtype=np.float64)
+    n_classes = proba.shape[1]
+    bins = reliability_bins(proba, test.y, cfg.evaluation.n_bins, cfg.evaluation.binning)
+    return {
+        "test/acc": float(np.mean(proba.argmax(axis=1) == test.y)),
+        "test/nll_calibrated": float(log_loss(test.y, proba, labels=np.arange(n_classes))),
+        "test/ece_calibrated": float(bins.ece),
+    }
+
+
+def move_champion(client: MlflowClient, name: str, new: str, expected: str | None) -> None:
+    """Point ``champion`` at ``new`` (and ``previous`` at the old one) if nobody moved it."""
+    current = alias_version(client, name)
+    if current != expected:
+        raise ChampionMovedError(
+            f"champion of {name} moved from v{expected} to v{current} during this job: "
+            f"not overwritten; v{new} stays a candidate (promote it by hand if wanted)"
+        )
+    if expected is not None:
+        client.set_registered_model_alias(name, PREVIOUS, expected)
+    client.set_registered_model_alias(name, CHAMPION, new)
+    log.info("champion of %s: v%s -> v%s", name, expected, new)

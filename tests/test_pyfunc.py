@@ -1,0 +1,80 @@
+"""The registered pyfunc: calibrated probabilities from raw pixels, as evaluate computes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tracking_fixtures import REGISTERED
+
+from mnist_softmax.calibration import load_temperature
+from mnist_softmax.evaluation import evaluate
+from mnist_softmax.model import load_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(logged_runs):
+    """The lr=0.1 model loaded back from the registry, with the files it was logged from."""
+    import mlflow
+
+    cfg, logged, root = logged_runs[0.1]
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/{logged.model_version}")
+    model = load_model(root / cfg.paths.model)
+    return pyfunc, model, load_temperature(root / cfg.paths.calibration)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(64, 784), dtype=np.uint8)
+
+
+def test_registry_model_predicts_the_models_calibrated_probabilities(served, images):
+    pyfunc, model, temperature = served
+    assert temperature != 1.0
+    proba = pyfunc.predict(images)
+    assert list(proba.columns) == [str(c) for c in model.class_names]
+    np.testing.assert_allclose(proba.to_numpy(), model.predict_proba(images, temperature),
+                               rtol=1e-5, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(proba.to_numpy().sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_dataframe_of_784_columns_and_28x28_images_give_the_same_answer(served, images):
+    pyfunc, _, _ = served
+    expected = pyfunc.predict(images).to_numpy()
+    frame = pd.DataFrame(images, columns=[f"pixel{i}" for i in range(784)])
+    np.testing.assert_array_equal(pyfunc.predict(frame).to_numpy(), expected)
+    direct = pyfunc.unwrap_python_model().predict(None, images.reshape(-1, 28, 28))
+    np.testing.assert_array_equal(direct.to_numpy(), expected)
+
+
+def test_served_probabilities_reproduce_evaluate_accuracy_exactly_and_nll(served, images):
+    pyfunc, model, temperature = served
+    y = np.arange(len(images)) % 10
+    result = evaluate(model.logits(images), y, temperature, [str(c) for c in model.class_names],
+                      np.random.default_rng(0), bootstrap_samples=0)  # fmt: skip
+    proba = pyfunc.predict(images).to_numpy()
+    test = result.metrics["test"]
+    assert np.mean(proba.argmax(axis=1) == y) == test["acc"]
+    nll = -np.mean(np.log(proba[np.arange(len(y)), y]))
+    assert nll == pytest.approx(test["nll_calibrated"], abs=1e-6)
+
+
+def test_logged_model_holds_plain_files_and_explicit_requirements(logged_runs):
+    import mlflow
+
+    cfg, logged, _ = logged_runs[0.1]
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    uri = f"models:/{REGISTERED}/{logged.model_version}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    files = {p.name for p in local.rglob("*")}
+    assert {"model.npz", "calibration.json", "pyfunc_model.py", "MLmodel"} <= files
+    assert not any(name.endswith((".pkl", ".pickle")) for name in files)
+    requirements = (local / "requirements.txt").read_text()
+    assert "numpy==" in requirements and "mlflow==" in requirements
+    assert "signature" in (local / "MLmodel").read_text()

@@ -1,0 +1,201 @@
+"""The log stage against a real MLflow sqlite store in tmp_path, fed with fake pipeline outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tracking_fixtures import EXPERIMENT, REGISTERED, REPO, write_fake_outputs
+
+from mnist_softmax import run_record
+from mnist_softmax.config import TrackingConfig
+
+
+def test_flatten_params_dots_lists_and_long_values(tmp_path):
+    cfg = write_fake_outputs(tmp_path, f"sqlite:///{tmp_path}/unused.db")
+    flat = run_record.flatten_params(cfg)
+    assert flat["optimizer.lr"] == "0.1"
+    assert flat["data.val_size"] == "5000"
+    assert flat["data.class_names"].startswith('["0", "1"')
+    assert flat["data.files.train_images.sha256"] == cfg.data.files.train_images.sha256
+    assert all(len(v) <= run_record.MAX_PARAM_CHARS for v in flat.values())
+    assert run_record._truncate("x" * 600).endswith("...")
+
+
+def test_flatten_metrics_nests_with_slash_and_prefixes_top_level():
+    data = {"train_seconds": 1.5, "optimizer": "sgd", "at_bound": True, "val": {"acc": 0.9}}
+    flat = run_record.flatten_metrics(data, "train/")
+    assert flat == {"train/train_seconds": 1.5, "train/at_bound": 1.0, "val/acc": 0.9}
+
+
+def test_resolve_store_env_wins_then_config_then_dvc_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    default = run_record.resolve_store(TrackingConfig())
+    assert default.uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    assert default.artifact_location == str(tmp_path / "mlflow" / "artifacts")
+    assert run_record.resolve_store(TrackingConfig(uri="http://h:5000")).uri == "http://h:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:1")
+    store = run_record.resolve_store(TrackingConfig(uri="http://h:5000"))
+    assert store == run_record.Store("http://env:1", None)
+
+
+@pytest.mark.slow
+def test_logged_run_has_params_metrics_curves_artifacts_tags_input_and_version(logged_runs):
+    from mlflow.tracking import MlflowClient
+
+    cfg, logged, _ = logged_runs[0.1]
+    client = MlflowClient(cfg.tracking.uri)
+    run = client.get_run(logged.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer.lr"] == "0.1"
+    assert run.data.params["optimizer.name"] == "sgd"
+    metrics = run.data.metrics
+    assert metrics["test/acc"] == pytest.approx(0.91)
+    assert {"test/nll_calibrated", "val/nll", "train/train_seconds", "temperature"} <= set(metrics)
+    assert metrics["calibration/at_bound"] == 0.0
+    history = client.get_metric_history(logged.run_id, "curve/val/nll")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    names = {a.path for a in client.list_artifacts(logged.run_id, "reports/figures")}
+    assert "reports/figures/reliability.png" in names
+    top = {a.path for a in client.list_artifacts(logged.run_id)}
+    assert {"reports", "pipeline"} <= top
+    pipeline = {a.path for a in client.list_artifacts(logged.run_id, "pipeline")}
+    assert {"pipeline/params.yaml", "pipeline/dvc.lock"} <= pipeline
+    tags = run.data.tags
+    assert tags["dvc.exp_name"] == "exp-a" and run.info.run_name == "exp-a"
+    assert tags["dvc.train.models/model.npz"] == "a" * 32
+    assert tags["data.sha256.train_images"] == cfg.data.files.train_images.sha256
+    assert {"git.commit", "git.dirty", "mnist_softmax.pid", "mnist_softmax.host"} <= set(tags)
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "mnist"
+    assert dataset_input.dataset.digest == run_record.data_digest(cfg)
+    version = client.get_model_version(REGISTERED, logged.model_version)
+    assert version.run_id == logged.run_id
+    assert float(version.tags["test/acc"]) == pytest.approx(0.91)
+    assert tags["registered_model_version"] == logged.model_version
+    assert Path(cfg.tracking.uri.removeprefix("sqlite:///")).parent.joinpath("artifacts").is_dir()
+
+
+@pytest.mark.slow
+def test_two_learning_rates_give_two_runs_with_their_params_and_metrics(logged_runs):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(logged_runs[0.1][0].tracking.uri)
+    runs = {lr: client.get_run(logged.run_id) for lr, (_, logged, _) in logged_runs.items()}
+    assert runs[0.1].info.run_id != runs[0.05].info.run_id
+    assert runs[0.05].data.params["optimizer.lr"] == "0.05"
+    assert runs[0.1].data.metrics["test/acc"] != runs[0.05].data.metrics["test/acc"]
+    versions = {logged.model_version for _, logged, _ in logged_runs.values()}
+    assert len(versions) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["exception", "sigterm"])
+def test_failure_inside_the_stage_marks_the_run_failed(
+    failure, tmp_path, tracking_store, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    from mnist_softmax import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = write_fake_outputs(tmp_path, tracking_store, lr=0.2)
+
+    def broken(cfg, metrics):
+        if failure == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        raise RuntimeError("simulated failure after the run started")
+
+    monkeypatch.setattr(tracking, "_log_model", broken)
+    monkeypatch.setenv("DVC_EXP_NAME", f"fail-{failure}")
+    expected = tracking.RunTerminatedError if failure == "sigterm" else RuntimeError
+    with contextlib.chdir(tmp_path), pytest.raises(expected):
+        tracking.log_pipeline_run(cfg)
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
+    client = MlflowClient(tracking_store)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    (run,) = client.search_runs(
+        [experiment.experiment_id], f"tags.`dvc.exp_name` = 'fail-{failure}'"
+    )
+    assert run.info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_end_stale_runs_kills_old_and_orphaned_runs_only(tracking_store, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from mnist_softmax.tracking import TAG_HOST, TAG_PID, end_stale_runs, ensure_store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking = TrackingConfig(uri=tracking_store, experiment_name="stale-runs")
+    experiment_id = ensure_store(tracking)
+    client = MlflowClient(tracking_store)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    now = int(time.time() * 1000)
+    old = client.create_run(experiment_id, start_time=now - 7_200_000).info.run_id
+    orphan = client.create_run(
+        experiment_id, start_time=now, tags={TAG_PID: str(dead.pid), TAG_HOST: host}
+    ).info.run_id
+    alive = client.create_run(
+        experiment_id, start_time=now, tags={TAG_PID: str(os.getpid()), TAG_HOST: host}
+    ).info.run_id
+    ended = end_stale_runs(3600, tracking)
+    assert sorted(ended) == sorted([old, orphan])
+    assert client.get_run(old).info.status == "KILLED"
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(alive).info.status == "RUNNING"
+
+
+def test_installed_mlflow_is_imported_from_the_repo_root():
+    """A folder named mlflow/ at the repo root (the store) must never shadow the package."""
+    code = "import importlib.util; print(importlib.util.find_spec('mlflow').origin)"
+    origin = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert "site-packages" in Path(origin).parts
+    assert not (REPO / "mlflow" / "__init__.py").exists()
+
+
+def test_dvc_lock_tags_name_each_stage_output(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("stages:\n  train:\n    outs:\n    - path: models/model.npz\n      md5: abc\n")
+    assert run_record.dvc_lock_tags(lock) == {"dvc.train.models/model.npz": "abc"}
+    assert run_record.dvc_lock_tags(tmp_path / "missing.lock") == {}
+
+
+def test_git_tags_ignore_the_files_every_dvc_experiment_rewrites(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+
+    git("init", "-q")
+    for name in ("params.yaml", "dvc.lock", "code.py"):
+        (tmp_path / name).write_text("a\n")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    (tmp_path / "params.yaml").write_text("b\n")  # what `dvc exp run -S` does
+    (tmp_path / "dvc.lock").write_text("b\n")
+    tags = run_record.git_tags(tmp_path)
+    assert len(tags["git.commit"]) == 40 and tags["git.dirty"] == "false"
+    (tmp_path / "code.py").write_text("b\n")
+    assert run_record.git_tags(tmp_path)["git.dirty"] == "true"
+
+
+def test_a_missing_metrics_file_is_one_clear_data_error(tmp_path):
+    from mnist_softmax.errors import DataError
+
+    cfg = write_fake_outputs(tmp_path, f"sqlite:///{tmp_path}/unused.db")
+    (tmp_path / cfg.paths.eval_metrics).unlink()
+    with contextlib.chdir(tmp_path), pytest.raises(DataError, match=r"metrics\.json not found"):
+        run_record.read_final_metrics(cfg.paths)

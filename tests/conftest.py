@@ -93,10 +93,9 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True, time
     return proc
 
 
-@pytest.fixture
-def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
-    """A fresh git + DVC repository holding a copy of this project; returns (path, env)."""
-    dest = tmp_path / "project"
+def make_project(parent: Path, mirror: str) -> tuple[Path, dict[str, str]]:
+    """Create a fresh git + DVC repository holding a copy of this project; return (path, env)."""
+    dest = parent / "project"
     dest.mkdir()
     for name in PROJECT_FILES:
         src = REPO / name
@@ -107,8 +106,14 @@ def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
             shutil.copy2(src, dest / name)
     (dest / "mlflow").mkdir()
     (dest / ".gitignore").write_text("mlflow/\n")
-    env = stage_env(file_mirror)
+    env = stage_env(mirror)
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "project"], dest, env)
     return dest, env
+
+
+@pytest.fixture
+def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
+    """A fresh git + DVC repository holding a copy of this project; returns (path, env)."""
+    return make_project(tmp_path, file_mirror)

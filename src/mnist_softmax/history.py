@@ -36,7 +36,10 @@ def decisions(n: int) -> pd.DataFrame:
         order_by=["attributes.start_time DESC"],
     )
     present = [c for c in COLUMNS if c in runs.columns]
-    return runs[present].rename(columns=COLUMNS)
+    table = runs[present].rename(columns=COLUMNS)
+    if "started" in table:
+        table["started"] = table["started"].dt.strftime("%Y-%m-%d %H:%M")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,5 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", action="store_true", help="CSV for machines")
     args = parser.parse_args(argv)
     table = decisions(args.n)
-    print(table.to_csv(index=False) if args.csv else table.to_string(index=False))
+    if args.csv:
+        print(table.to_csv(index=False))
+    else:  # the first reason is enough on a terminal; --csv keeps them all
+        table["why"] = table["why"].str.split("; ").str[0].str.slice(0, 70)
+        print(table.to_string(index=False))
     return 0

@@ -44,9 +44,15 @@ def client_for(tracking: TrackingConfig) -> MlflowClient:
 def alias_version(client: MlflowClient, name: str, alias: str = CHAMPION) -> str | None:
     """Return the version holding ``alias``, or None (no alias, or no registered model yet)."""
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
+
+
+def latest_version(client: MlflowClient, name: str) -> str | None:
+    """Return the newest registered version of ``name``, or None when there is none."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return str(max(int(v.version) for v in versions)) if versions else None
 
 
 def run_of_retrain(client: MlflowClient, experiment: str, retrain_id: str):

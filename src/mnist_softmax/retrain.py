@@ -52,9 +52,13 @@ class RetrainReport:
     def summary(self) -> str:
         why = self.reasons[0] if self.reasons else ""
         return (
-            f"retrain {self.decision}: challenger v{self.challenger}, champion "
-            f"v{self.champion_before} -> v{self.champion_after} ({why})"
+            f"retrain {self.decision}: challenger {_v(self.challenger)}, champion "
+            f"{_v(self.champion_before)} -> {_v(self.champion_after)} ({why})"
         )
+
+
+def _v(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 def verify_upstream(cfg: Config) -> None:
@@ -72,23 +76,31 @@ def verify_upstream(cfg: Config) -> None:
             fetch_file(remote, mirrors_with_override(data.mirrors), scratch, policy)
 
 
-def pipeline_command(overrides: list[str], force: bool) -> list[str]:
-    """``dvc repro`` normally; ``dvc exp run -S ...`` when overrides are passed through."""
-    if overrides:
-        cmd = ["dvc", "exp", "run"] + [arg for o in overrides for arg in ("-S", o)]
-    else:
-        cmd = ["dvc", "repro"]
-    return cmd + (["--force"] if force else [])
+def pipeline_commands(overrides: list[str], force: bool) -> list[list[str]]:
+    """``dvc repro`` normally; with overrides, ``dvc exp run --temp -S ...``.
+
+    ``--temp`` runs the experiment outside the workspace, so a rejected challenger's params and
+    outputs never replace the committed ones (a later plain ``dvc repro`` would otherwise see a
+    workspace "up to date" with the worse model). The workspace still gets a fresh test split
+    first, since both models are scored on it.
+    """
+    force_flag = ["--force"] if force else []
+    if not overrides:
+        return [["dvc", "repro", *force_flag]]
+    sets = [arg for o in overrides for arg in ("-S", o)]
+    return [["dvc", "repro", "preprocess"], ["dvc", "exp", "run", "--temp", *sets, *force_flag]]
 
 
-def run_pipeline(cmd: list[str], retrain_id: str) -> None:
+def run_pipeline(commands: list[list[str]], retrain_id: str) -> None:
     from mnist_softmax.tracking import RETRAIN_ID_ENV
 
     env = {**os.environ, RETRAIN_ID_ENV: retrain_id}
-    log.info("running: %s", " ".join(cmd))
-    code = subprocess.call(cmd, env=env, stdout=sys.stderr)
-    if code != 0:
-        raise PipelineError(f"`{' '.join(cmd)}` failed with exit code {code}; champion untouched")
+    for cmd in commands:
+        log.info("running: %s", " ".join(cmd))
+        code = subprocess.call(cmd, env=env, stdout=sys.stderr)
+        if code != 0:
+            text = " ".join(cmd)
+            raise PipelineError(f"`{text}` failed with exit code {code}; champion untouched")
 
 
 def retrain(cfg: Config, report: RetrainReport, overrides: list[str], force: bool) -> Decision:
@@ -99,17 +111,21 @@ def retrain(cfg: Config, report: RetrainReport, overrides: list[str], force: boo
     client = registry.client_for(cfg.tracking)
     tracking.ensure_store(cfg.tracking)
     tracking.end_stale_runs(STALE_RUN_SECONDS, cfg.tracking)
-    verify_upstream(cfg)
-    run_pipeline(pipeline_command(overrides, force), report.retrain_id)
-    cfg = load_config()  # dvc exp run -S may have changed params.yaml
-    run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
+    # The champion this job competes with is the one at its start: if the alias moves while
+    # the pipeline runs, move_champion sees the difference and refuses to overwrite it.
     champion = registry.alias_version(client, name)
     report.champion_before = report.champion_after = champion
-    if run is None:
+    verify_upstream(cfg)
+    run_pipeline(pipeline_commands(overrides, force), report.retrain_id)
+    run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
+    if run is not None:
+        report.challenger = run.data.tags.get(tracking.TAG_VERSION)
+    elif champion is None:  # first job on an up-to-date repo: its newest model is the candidate
+        report.challenger = registry.latest_version(client, name)
+    if report.challenger is None:
         report.decision = "kept"
         report.reasons = ["the pipeline was up to date: no new model (use --force to retrain)"]
         return Decision(False, report.reasons)
-    report.challenger = run.data.tags.get(tracking.TAG_VERSION)
     test = load_split(split_path(cfg.paths.prepared_dir, "test"))
     scores = {"challenger": registry.score_version(name, report.challenger, test, cfg)}
     if champion is not None:

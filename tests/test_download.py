@@ -134,7 +134,11 @@ def test_failed_fetch_keeps_the_existing_file(shared_mnist, tmp_path):
 def test_missing_file_is_a_network_error_then_next_mirror(file_mirror, tmp_path):
     sleeps: list[float] = []
     path = fetch_file(
-        LABELS, [(tmp_path / "nowhere").as_uri(), file_mirror], tmp_path / "raw", FAST, sleeps.append
+        LABELS,
+        [(tmp_path / "nowhere").as_uri(), file_mirror],
+        tmp_path / "raw",
+        FAST,
+        sleeps.append,
     )
     assert path.is_file()
     assert sleeps == [0.0]  # retried once (retries=2) with back-off before moving on

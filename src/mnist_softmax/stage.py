@@ -20,14 +20,10 @@ log = logging.getLogger("mnist_softmax")
 
 def setup_logging(stage: str, level: int = logging.INFO) -> None:
     """Send library logs to stderr as ``[stage] message`` lines (DVC shows them as they come)."""
-    logging.basicConfig(
-        level=level, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True
-    )
+    logging.basicConfig(level=level, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
 
 
-def run_stage(
-    stage: str, main: Callable[[Config], None], params: str | Path = PARAMS_FILE
-) -> None:
+def run_stage(stage: str, main: Callable[[Config], None], params: str | Path = PARAMS_FILE) -> None:
     """Load and validate ``params.yaml``, run ``main(cfg)`` and exit with a meaningful code."""
     setup_logging(stage)
     started = time.perf_counter()

@@ -1,0 +1,46 @@
+"""The benchmark runs end to end in quick mode and marks a baseline with time ratios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+from mnist_softmax.bench import main, summarize
+from mnist_softmax.dataset import Scaler, Split, save_scaler, save_split
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_summarize_picks_baseline_on_validation():
+    rows = [
+        {"config": "sklearn C=1", "val acc": 0.90, "test acc": 0.95, "fit s": 2.0},
+        {"config": "sklearn C=0.1", "val acc": 0.92, "test acc": 0.91, "fit s": 4.0},
+        {"config": "sklearn 60k", "val acc": 0.99, "test acc": 0.99, "fit s": 8.0},
+        {"config": "default", "val acc": 0.91, "test acc": 0.92, "fit s": 0.2},
+    ]
+    table = summarize(rows)
+    assert table.loc[1, "config"].endswith("[baseline]")  # by val acc, not test acc
+    np.testing.assert_allclose(table["time / baseline"], [0.5, 1.0, 2.0, 0.05])
+    np.testing.assert_allclose(table["acc - baseline"], [0.04, 0.0, 0.08, 0.01], atol=1e-12)
+
+
+def test_quick_bench_on_small_data(tmp_path, capsys):
+    X, y = load_digits(return_X_y=True)
+    X = (X * 15).astype(np.uint8)
+    train = Split(X[:1000], y[:1000])
+    for name, split in (("train", train), ("val", Split(X[1000:1400], y[1000:1400]))):
+        save_split(tmp_path / f"{name}.npz", split)
+    save_split(tmp_path / "test.npz", Split(X[1400:], y[1400:]))
+    save_scaler(tmp_path / "scaler.npz", Scaler.fit(train.X, "standardize"))
+    out = tmp_path / "bench.md"
+    argv = ["--quick", "--no-isolate", "--prepared-dir", str(tmp_path), "--out", str(out)]
+    assert main([*argv, "--params", str(REPO / "params"), "optimizer.epochs=3"]) == 0
+    text = capsys.readouterr().out
+    assert "[baseline]" in text and "default (optimizer=sgd) (3 ep)" in text
+    assert out.read_text().strip() == text.strip()
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ")]
+    header, body = [c.strip() for c in rows[0]], rows[1:]
+    assert len(body) == 2  # sklearn baseline, default config
+    assert all(float(row[header.index("test acc")]) > 0.85 for row in body)

@@ -43,7 +43,19 @@ compare: $(STAMP) ## print the last MLflow runs side by side
 bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
 	$(BIN)/mnist-softmax bench
 
+server-start: $(STAMP) ## start the team tracking server (PostgreSQL + MLflow basic-auth) on 127.0.0.1
+	scripts/tracking-server start
+
+server-stop: ## stop the team tracking server
+	scripts/tracking-server stop
+
+server-status: ## show whether the team tracking server is up
+	scripts/tracking-server status
+
+sweep: $(STAMP) ## parallel sweep, e.g. make sweep ARGS="-j 2 -S 'optimizer.lr=0.05,0.1'"
+	$(BIN)/mnist-softmax sweep $(ARGS)
+
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv run test ui compare bench clean
+.PHONY: help venv run test ui compare bench server-start server-stop server-status sweep clean

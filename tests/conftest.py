@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,10 +94,13 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True, time
     return proc
 
 
-def make_project(parent: Path, mirror: str) -> tuple[Path, dict[str, str]]:
-    """Create a fresh git + DVC repository holding a copy of this project; return (path, env)."""
-    dest = parent / "project"
-    dest.mkdir()
+def copy_project(dest: Path, env: dict[str, str], epochs: int | None = None) -> Path:
+    """Create a git repository at ``dest`` holding a copy of this project.
+
+    ``epochs`` shrinks SGD training (and the ECE bootstrap) for tests about plumbing, not
+    accuracy.
+    """
+    dest.mkdir(parents=True)
     for name in PROJECT_FILES:
         src = REPO / name
         if src.is_dir():
@@ -104,16 +108,40 @@ def make_project(parent: Path, mirror: str) -> tuple[Path, dict[str, str]]:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    if epochs is not None:
+        _set_key(dest / "params/optimizer/sgd.yaml", "epochs", epochs)
+        _set_key(dest / "params/evaluation/default.yaml", "bootstrap_samples", 50)
+        run([sys.executable, "pipeline/compose.py"], dest, env)
     (dest / "mlflow").mkdir()
     (dest / ".gitignore").write_text("mlflow/\n")
-    env = stage_env(mirror)
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "project"], dest, env)
-    return dest, env
+    return dest
+
+
+def _set_key(file: Path, key: str, value: object) -> None:
+    """Change one top-level ``key: value`` line of a params/ file, keeping its comment."""
+    text, count = re.subn(rf"(?m)^{key}: *[^ #]+", f"{key}: {value}", file.read_text())
+    assert count == 1, f"{key} not in {file}"
+    file.write_text(text)
+
+
+def make_project(parent: Path, mirror: str) -> tuple[Path, dict[str, str]]:
+    """Create a fresh git + DVC repository holding a copy of this project; return (path, env)."""
+    env = stage_env(mirror)
+    return copy_project(parent / "project", env), env
 
 
 @pytest.fixture
 def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
     """A fresh git + DVC repository holding a copy of this project; returns (path, env)."""
     return make_project(tmp_path, file_mirror)
+
+
+@pytest.fixture(scope="session")
+def team_server() -> Iterator[object]:
+    """One PostgreSQL-backed MLflow server (scripts/tracking-server) for the whole session."""
+    from team_server import start_team_server  # imports conftest: load it lazily
+
+    yield from start_team_server()

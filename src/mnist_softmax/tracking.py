@@ -126,7 +126,7 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
         for folder, files in run_record.artifact_files(cfg.paths).items():
             for path in files:
                 mlflow.log_artifact(str(path), artifact_path=folder)
-        mlflow.log_input(_dataset(cfg), context="training")
+        _log_input_once(_dataset(cfg))
         version = _log_model(cfg, metrics)
         mlflow.set_tag(TAG_VERSION, version)
     return LoggedRun(run_id, experiment_id, version, len(params), len(metrics))
@@ -147,6 +147,25 @@ def _log_values(run_id: str, params: dict, metrics: dict, curves_path: str) -> N
     MlflowClient().log_batch(
         run_id, metrics=points, params=[Param(k, v) for k, v in params.items()]
     )
+
+
+def _log_input_once(dataset: MetaDataset, attempts: int = 3) -> None:
+    """Log the dataset input, surviving parallel log stages that insert it at the same time.
+
+    MLflow checks for the dataset and then inserts it; two queued experiments doing that at
+    once make the slower one fail on the unique key (seen on PostgreSQL). The row exists by
+    then, so trying again links to it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as exc:
+            duplicate = "unique" in str(exc).lower() or "duplicate" in str(exc).lower()
+            if not duplicate or attempt == attempts:
+                raise
+            log.info("dataset inserted concurrently by another run; linking to it")
+            time.sleep(0.5 * attempt)
 
 
 def _dataset(cfg: Config) -> MetaDataset:

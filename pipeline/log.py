@@ -1,8 +1,9 @@
 """log: params.yaml, dvc.lock, models/{model.npz,calibration.json}, reports/* -> one MLflow run.
 
-No outs, so DVC never restores it from cache: every `dvc repro` / `dvc exp run` (each queued
-experiment of a sweep too) logs one run with params, metrics, curves, plots, tags, the dataset
-and the model, registered as a new version of ``tracking.registered_model``.
+No outs, so DVC never restores it from its run cache: every `dvc repro` / `dvc exp run` that
+changed anything (each queued experiment of a sweep too) logs one run with params, metrics,
+curves, plots, tags, the dataset and the model, registered as a new version of
+``tracking.registered_model``. A no-op `dvc repro` skips it: nothing new to log.
 """
 
 from mnist_softmax.config import Config

@@ -62,7 +62,7 @@ def read_json(path: str | Path) -> Any:
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Save arrays to an uncompressed ``.npz`` atomically (no pickled objects allowed)."""
     with atomic_path(path, suffix=".npz") as tmp, tmp.open("wb") as handle:
-        np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(handle, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -59,6 +59,7 @@ def test_committed_params_yaml_matches_params_tree():
         ("evaluation.binning=log", "evaluation.binning='log'"),
         ("data.files.train_labels.sha256=abc", "64 hex digits"),
         ("optimizer=adam", "Could not find 'optimizer/adam'"),
+        ("retrain.lower_is_better=[test/brier]", "retrain.lower_is_better='test/brier'"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):
@@ -97,3 +98,11 @@ def test_dvc_yaml_spells_the_configured_paths():
     paths = {Path(v).as_posix() for v in vars(PathsConfig()).values()}
     assert paths <= declared | {"data/raw", "data/prepared"}
     assert declared - {"params.yaml"} <= paths
+
+
+def test_unknown_margin_metric_is_refused():
+    """A mistyped margin name would silently mean a margin of 0."""
+    from mnist_softmax.config import RetrainConfig
+
+    with pytest.raises(ConfigError, match=r"retrain\.margins='test/ece_cal'"):
+        RetrainConfig(margins={"test/ece_cal": 0.01})

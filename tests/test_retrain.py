@@ -109,7 +109,7 @@ def test_worse_challenger_is_kept_and_recorded(repo):
     report = last_report(path)
     assert report["metrics"]["challenger"]["test/acc"] < report["metrics"]["champion"]["test/acc"]
     history = run(["mnist-softmax", "history", "--csv"], path, env).stdout
-    assert history.splitlines()[1].split(",")[1:3] == ["2", "kept"]
+    assert history.splitlines()[1].split(",")[1:3] == ["kept", "2"]
 
 
 def test_sigkill_mid_training_then_next_job_works(repo):
@@ -142,6 +142,9 @@ def test_manual_rollback(repo):
     from mnist_softmax.registry import alias_version
 
     assert alias_version(client(path), NAME, "previous") == before
+    again = run(["mnist-softmax", "promote", "2"], path, env)  # already champion: a no-op
+    assert "v2 -> v2" in again.stdout
+    assert alias_version(client(path), NAME, "previous") == before  # rollback target kept
     missing = run(["mnist-softmax", "promote", "99"], path, env, check=False)
     assert missing.returncode == 1 and "no version 99" in missing.stderr
 
@@ -173,3 +176,5 @@ def test_corrupted_upstream_data_fails_and_keeps_champion(repo, shared_mnist, tm
     assert champion(path) == "1"
     assert {p.name: p.stat().st_mtime_ns for p in (path / "data" / "raw").iterdir()} == raw_before
     assert last_report(path)["decision"] == "failed"
+    history = run(["mnist-softmax", "history", "--csv"], path, env).stdout.splitlines()
+    assert history[1].split(",")[1] == "failed"  # failures are in the job history too

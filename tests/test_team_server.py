@@ -6,6 +6,7 @@ One server per session (start-up costs 20-30 s); the fixture always stops it, al
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 
@@ -46,6 +47,7 @@ def test_pipeline_logs_to_server_and_remote_restores_model(
 ):
     env = {**team_server.env, "DATA_MIRROR": file_mirror}
     alice = copy_project(tmp_path / "alice", env, epochs=2)
+    started_ms = int(time.time() * 1000)  # the session's server may hold other tests' runs
     run(["dvc", "repro"], alice, env)
 
     from mlflow.tracking import MlflowClient
@@ -54,7 +56,9 @@ def test_pipeline_logs_to_server_and_remote_restores_model(
         monkeypatch.setenv(key, team_server.env[key])
     client = MlflowClient(team_server.uri)
     experiment = client.get_experiment_by_name("mnist-softmax")
-    (logged,) = client.search_runs([experiment.experiment_id])
+    (logged,) = client.search_runs(
+        [experiment.experiment_id], f"attributes.start_time >= {started_ms}"
+    )
     assert logged.info.status == "FINISHED"
     assert logged.data.metrics["test/acc"] > 0.85
     assert logged.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied, not a local path

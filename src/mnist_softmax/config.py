@@ -211,13 +211,26 @@ class PathsConfig:
     figures_dir: str = "reports/figures"
 
 
+# What the retrain job measures for both models, from their pyfuncs' calibrated probabilities.
+RETRAIN_METRICS = ("test/acc", "test/nll_calibrated", "test/ece_calibrated")
+
+
 @dataclass
 class RetrainConfig:
-    """Champion/challenger rule: metric names are keys of the evaluate metrics (``test/acc``)."""
+    """Champion/challenger rule over the metrics in ``RETRAIN_METRICS``."""
 
     higher_is_better: list[str] = field(default_factory=lambda: ["test/acc"])
     lower_is_better: list[str] = field(default_factory=lambda: ["test/nll_calibrated"])
     margins: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a mistyped name would otherwise block every promotion ("missing"), silently
+        allowed = " | ".join(RETRAIN_METRICS)
+        for key in ("higher_is_better", "lower_is_better"):
+            for name in getattr(self, key):
+                _require(name in RETRAIN_METRICS, f"retrain.{key}", name, allowed)
+        for name in self.margins:
+            _require(name in RETRAIN_METRICS, "retrain.margins", name, allowed)
 
 
 @dataclass

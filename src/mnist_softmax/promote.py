@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging("promote")
     try:
+        cfg = load_config()
         with exclusive_lock(LOCK_FILE):
             from mlflow.exceptions import MlflowException
 
             from mnist_softmax import registry
 
-            cfg = load_config()
             name = cfg.tracking.registered_model
             client = registry.client_for(cfg.tracking)
             try:
@@ -40,5 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
-    print(f"champion of {name}: v{current} -> v{args.version} (previous: v{current})")
+    before = "none" if current is None else f"v{current}"
+    print(f"champion of {name}: {before} -> v{args.version} (previous: {before})")
     return 0

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import log_loss
 
 from mnist_softmax import run_record
-from mnist_softmax.config import Config, TrackingConfig
+from mnist_softmax.config import RETRAIN_METRICS, Config, TrackingConfig
 from mnist_softmax.dataset import Split
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.metrics import reliability_bins
@@ -72,22 +72,27 @@ def score_version(name: str, version: str, test: Split, cfg: Config) -> dict[str
     proba = np.asarray(model.predict(test.X), dtype=np.float64)
     n_classes = proba.shape[1]
     bins = reliability_bins(proba, test.y, cfg.evaluation.n_bins, cfg.evaluation.binning)
-    return {
+    scores = {
         "test/acc": float(np.mean(proba.argmax(axis=1) == test.y)),
         "test/nll_calibrated": float(log_loss(test.y, proba, labels=np.arange(n_classes))),
         "test/ece_calibrated": float(bins.ece),
     }
+    assert tuple(scores) == RETRAIN_METRICS  # the names the config validates against
+    return scores
 
 
 def move_champion(client: MlflowClient, name: str, new: str, expected: str | None) -> None:
     """Point ``champion`` at ``new`` (and ``previous`` at the old one) if nobody moved it."""
     current = alias_version(client, name)
+    if current == new == expected:
+        log.info("v%s already holds the champion alias; nothing moved", new)
+        return
     if current != expected:
         raise ChampionMovedError(
             f"champion of {name} moved from v{expected} to v{current} during this job: "
             f"not overwritten; v{new} stays a candidate (promote it by hand if wanted)"
         )
-    if expected is not None:
+    if expected is not None:  # keep the old champion reachable for a rollback
         client.set_registered_model_alias(name, PREVIOUS, expected)
     client.set_registered_model_alias(name, CHAMPION, new)
     log.info("champion of %s: v%s -> v%s", name, expected, new)

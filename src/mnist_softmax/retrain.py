@@ -24,6 +24,7 @@ from mnist_softmax.config import Config, load_config
 from mnist_softmax.dataset import load_split, split_path
 from mnist_softmax.download import RemoteFile, RetryPolicy, fetch_file, mirrors_with_override
 from mnist_softmax.errors import PipelineError
+from mnist_softmax.history import REPORT_DIR
 from mnist_softmax.lock import exclusive_lock
 from mnist_softmax.promotion import Decision, decide
 from mnist_softmax.stage import setup_logging
@@ -31,7 +32,6 @@ from mnist_softmax.stage import setup_logging
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".retrain.lock"
-REPORT_DIR = Path("reports") / "retrain"
 STALE_RUN_SECONDS = 6 * 3600
 
 
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     report = RetrainReport(uuid.uuid4().hex, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     code = 0
     try:
+        cfg = load_config()  # a bad config fails before the lock file is even created
         with exclusive_lock(LOCK_FILE):
-            cfg = load_config()
             try:
                 retrain(cfg, report, args.overrides, args.force)
             except PipelineError as exc:

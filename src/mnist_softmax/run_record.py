@@ -182,6 +182,7 @@ def artifact_files(paths: PathsConfig) -> dict[str, list[Path]]:
         paths.calibration_metrics,
         paths.eval_metrics,
         paths.reliability,
+        paths.confusion,
         paths.calibration,
     ]
     pipeline = ["params.yaml", "dvc.yaml", "dvc.lock"]

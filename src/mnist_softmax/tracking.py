@@ -256,7 +256,11 @@ def _process_gone(tags: dict[str, str]) -> bool:
 def search_runs(n: int = 10, tracking: TrackingConfig | None = None) -> pd.DataFrame:
     """Return the last ``n`` runs of the experiment, newest first (empty if there are none)."""
     tracking = tracking or TrackingConfig()
-    mlflow.set_tracking_uri(run_record.resolve_store(tracking).uri)
+    store = run_record.resolve_store(tracking)
+    local_db = store.uri.removeprefix("sqlite:///")
+    if store.uri.startswith("sqlite:///") and not Path(local_db).is_file():
+        return pd.DataFrame()  # reading must not create an empty store
+    mlflow.set_tracking_uri(store.uri)
     if mlflow.get_experiment_by_name(tracking.experiment_name) is None:
         return pd.DataFrame()
     return mlflow.search_runs(

@@ -129,9 +129,9 @@ class _Monitor:
             (step.epoch, step.train_nll, step.train_acc, val_nll, val_acc, step.lr, seconds)
         )
         log.info(
-            "epoch %d/%d train/nll=%.4f train/acc=%.4f val/nll=%.4f val/acc=%.4f lr=%.4g %.3f s",
+            "epoch %d/%d train/nll=%.4f train/acc=%.4f val/nll=%.4f val/acc=%.4f lr=%s %.3f s",
             step.epoch, self.max_epochs, step.train_nll, step.train_acc, val_nll, val_acc,
-            step.lr, seconds,
+            "-" if np.isnan(step.lr) else f"{step.lr:.4g}", seconds,
         )  # fmt: skip
         if val_nll < self.best_nll:
             self.best_nll, self.since_best = val_nll, 0

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO
 
+from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.dataset import Scaler, Split
-from mnist_softmax.download import RemoteFile, RetryPolicy, fetch_file
+from mnist_softmax.download import fetch_dataset
 from mnist_softmax.errors import DataError
 from mnist_softmax.preprocess import data_report, prepare, split_train_val
 
 
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory, shared_mnist):
-    from conftest import REPO
-
-    from mnist_softmax.config import compose, config_from_container
-
     data = config_from_container(compose(REPO / "params")).data
     out = tmp_path_factory.mktemp("raw")
-    for key in ("train_images", "train_labels", "test_images", "test_labels"):
-        spec = getattr(data.files, key)
-        fetch_file(RemoteFile(spec.name, spec.sha256), [shared_mnist.as_uri()], out, RetryPolicy())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_MIRROR", shared_mnist.as_uri())
+        fetch_dataset(data, out)
     return out
 
 

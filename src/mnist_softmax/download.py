@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_softmax.atomic import atomic_path
+from mnist_softmax.config import DataConfig
 from mnist_softmax.errors import DataError
 from mnist_softmax.idx import gunzip, parse_idx
 
@@ -141,3 +142,16 @@ def fetch_file(
         f"{remote.name}: no mirror gave a valid file ({len(mirrors)} tried; set ${MIRROR_ENV} "
         f"to a reachable mirror):\n  " + "\n  ".join(failures)
     )
+
+
+DATA_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def fetch_dataset(data: DataConfig, dest_dir: str | Path) -> list[Path]:
+    """Make ``dest_dir`` hold every verified file of the dataset, trying the mirrors in order."""
+    mirrors = mirrors_with_override(data.mirrors)
+    policy = RetryPolicy(data.timeout_s, data.retries, data.backoff_s)
+    return [
+        fetch_file(RemoteFile(spec.name, spec.sha256), mirrors, dest_dir, policy)
+        for spec in (getattr(data.files, key) for key in DATA_FILES)
+    ]

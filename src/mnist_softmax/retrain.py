@@ -22,7 +22,7 @@ from pathlib import Path
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config, load_config
 from mnist_softmax.dataset import load_split, split_path
-from mnist_softmax.download import RemoteFile, RetryPolicy, fetch_file, mirrors_with_override
+from mnist_softmax.download import fetch_dataset
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.history import REPORT_DIR
 from mnist_softmax.lock import exclusive_lock
@@ -67,13 +67,8 @@ def verify_upstream(cfg: Config) -> None:
     A changed upstream file fails here (DataError) unless params/data/ names the new checksum;
     ``data/raw`` is not touched, so nothing that existed before is lost.
     """
-    data = cfg.data
-    policy = RetryPolicy(data.timeout_s, data.retries, data.backoff_s)
     with tempfile.TemporaryDirectory(prefix="retrain-verify-") as scratch:
-        for key in ("train_images", "train_labels", "test_images", "test_labels"):
-            spec = getattr(data.files, key)
-            remote = RemoteFile(spec.name, spec.sha256)
-            fetch_file(remote, mirrors_with_override(data.mirrors), scratch, policy)
+        fetch_dataset(cfg.data, scratch)
 
 
 def pipeline_commands(overrides: list[str], force: bool) -> list[list[str]]:

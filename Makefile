@@ -18,10 +18,20 @@ export MPLBACKEND := Agg
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package (with hashes) for CPython 3.11 on x86_64 Linux, the
+# machines CI and the team run; elsewhere the ranges of pyproject.toml are resolved instead.
+LOCKED := $(shell $(PYTHON) -c 'import platform, sys; print(int(sys.version_info[:2] == (3, 11) and platform.machine() == "x86_64" and sys.platform == "linux"))' 2>/dev/null)
+
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+ifeq ($(LOCKED),1)
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+else
+	@echo "note: not CPython 3.11 on x86_64 Linux: installing from pyproject.toml ranges, not the lock"
 	$(BIN)/pip install --quiet -e '.[dev]'
+endif
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the project with its dependencies
@@ -29,7 +39,16 @@ venv: $(STAMP) ## create .venv and install the project with its dependencies
 run: $(STAMP) ## run the whole pipeline (dvc repro), ending with a run in MLflow
 	$(BIN)/dvc repro
 
-test: $(STAMP) ## lint (ruff) and run the whole test suite
+lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's dependencies
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet -o requirements.lock
+
+browser: ## install Debian's chromium for the browser tests (when missing)
+	@command -v chromium >/dev/null || apt-get install -y -q chromium \
+		|| (apt-get update -q && apt-get install -y -q chromium)
+
+test: $(STAMP) browser ## lint (ruff) and run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -58,4 +77,4 @@ sweep: $(STAMP) ## parallel sweep, e.g. make sweep ARGS="-j 2 -S 'optimizer.lr=0
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv run test ui compare bench server-start server-stop server-status sweep clean
+.PHONY: help venv lock browser run test ui compare bench server-start server-stop server-status sweep clean

@@ -6,11 +6,14 @@ Fits one temperature on the validation split (Guo et al. 2017), or keeps T = 1 f
 """
 
 from mnist_softmax.atomic import write_json
-from mnist_softmax.calibration import calibrate
 from mnist_softmax.config import Config
-from mnist_softmax.dataset import load_split, split_path
-from mnist_softmax.model import load_model
+from mnist_softmax.data.splits import load_split, split_path
+from mnist_softmax.evaluation.temperature import calibrate
+from mnist_softmax.model.model_file import load_model
 from mnist_softmax.stage import log, run_stage
+
+# the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
+PARAMS = ("calibration", "evaluation.n_bins", "evaluation.binning")
 
 
 def main(cfg: Config) -> None:
@@ -38,4 +41,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("calibrate", main)
+    run_stage("calibrate", main, PARAMS)

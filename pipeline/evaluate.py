@@ -5,14 +5,17 @@ reports/figures/*.png.
 
 import numpy as np
 
-from mnist_softmax.calibration import load_temperature
 from mnist_softmax.config import Config
-from mnist_softmax.dataset import load_split, split_path
-from mnist_softmax.evaluation import evaluate
-from mnist_softmax.figures import write_figures
-from mnist_softmax.model import load_model
-from mnist_softmax.plots import read_curves
+from mnist_softmax.data.splits import load_split, split_path
+from mnist_softmax.evaluation.evaluate import evaluate
+from mnist_softmax.evaluation.figures import write_figures
+from mnist_softmax.evaluation.temperature import load_temperature
+from mnist_softmax.model.curves import read_curves
+from mnist_softmax.model.model_file import load_model
 from mnist_softmax.stage import log, run_stage
+
+# the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
+PARAMS = ("seed", "evaluation")
 
 
 def main(cfg: Config) -> None:
@@ -33,4 +36,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main)
+    run_stage("evaluate", main, PARAMS)

@@ -4,8 +4,11 @@ Mirrors in $DATA_MIRROR (comma-separated, e.g. file:///path/to/mnist) are tried 
 """
 
 from mnist_softmax.config import Config
-from mnist_softmax.download import fetch_dataset
+from mnist_softmax.data.download import fetch_dataset
 from mnist_softmax.stage import log, run_stage
+
+# the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
+PARAMS = ("data.mirrors", "data.files", "data.timeout_s", "data.retries", "data.backoff_s")
 
 
 def main(cfg: Config) -> None:
@@ -14,4 +17,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("fetch", main)
+    run_stage("fetch", main, PARAMS)

@@ -8,7 +8,19 @@ curves, plots, tags, the dataset and the model, registered as a new version of
 
 from mnist_softmax.config import Config
 from mnist_softmax.stage import log, run_stage
-from mnist_softmax.tracking import log_pipeline_run
+from mnist_softmax.tracking.run_logging import log_pipeline_run
+
+# the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
+PARAMS = (
+    "seed",
+    "data",
+    "model",
+    "optimizer",
+    "calibration",
+    "evaluation",
+    "tracking",
+    "retrain",
+)
 
 
 def main(cfg: Config) -> None:
@@ -24,4 +36,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("log", main)
+    run_stage("log", main, PARAMS)

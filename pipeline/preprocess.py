@@ -2,9 +2,21 @@
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
-from mnist_softmax.dataset import save_scaler, save_split, scaler_path, split_path
-from mnist_softmax.preprocess import data_report, prepare
+from mnist_softmax.data.prepare import data_report, prepare
+from mnist_softmax.data.scaler import save_scaler, scaler_path
+from mnist_softmax.data.splits import save_split, split_path
 from mnist_softmax.stage import log, run_stage
+
+# the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
+PARAMS = (
+    "data.files",
+    "data.class_names",
+    "data.image_shape",
+    "data.val_size",
+    "data.split_seed",
+    "data.scaling",
+    "data.std_floor",
+)
 
 
 def main(cfg: Config) -> None:
@@ -18,4 +30,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("preprocess", main)
+    run_stage("preprocess", main, PARAMS)

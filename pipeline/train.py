@@ -4,12 +4,17 @@ reports/curves.csv (the test split is never read here).
 
 from __future__ import annotations
 
-from mnist_softmax.atomic import atomic_open, write_json
+from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
-from mnist_softmax.dataset import load_scaler, load_split, scaler_path, split_path
-from mnist_softmax.model import save_model
+from mnist_softmax.data.scaler import load_scaler, scaler_path
+from mnist_softmax.data.splits import load_split, split_path
+from mnist_softmax.model.curves import write_curves
+from mnist_softmax.model.model_file import save_model
+from mnist_softmax.model.training import TRAIN_PARAMS, train
 from mnist_softmax.stage import run_stage
-from mnist_softmax.training import train
+
+# the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
+PARAMS = TRAIN_PARAMS
 
 
 def main(cfg: Config) -> None:
@@ -21,10 +26,9 @@ def main(cfg: Config) -> None:
         cfg,
     )  # raises TrainingDivergedError before anything below is written
     save_model(cfg.paths.model, result.model)
-    with atomic_open(cfg.paths.train_curves) as handle:
-        result.history.to_csv(handle, index=False)
+    write_curves(cfg.paths.train_curves, result.history)
     write_json(cfg.paths.train_metrics, result.summary)
 
 
 if __name__ == "__main__":
-    run_stage("train", main)
+    run_stage("train", main, PARAMS)

@@ -145,3 +145,40 @@ def team_server() -> Iterator[object]:
     from team_server import start_team_server  # imports conftest: load it lazily
 
     yield from start_team_server()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's headless chromium driven by Playwright (one per session: it costs ~1 s).
+
+    `make test` installs chromium when missing; without it the browser tests fail, never skip.
+    """
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir() -> Path:
+    """Where browser tests save screenshots for a person to look at (kept after the run)."""
+    folder = REPO / "reports" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-from mnist_softmax.bench import main, summarize
-from mnist_softmax.dataset import Scaler, Split, save_scaler, save_split
+from mnist_softmax.data.scaler import Scaler, save_scaler
+from mnist_softmax.data.splits import Split, save_split
+from mnist_softmax.ops.bench import main, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def test_quick_bench_on_small_data(tmp_path, capsys):
     for name, split in (("train", train), ("val", Split(X[1000:1400], y[1000:1400]))):
         save_split(tmp_path / f"{name}.npz", split)
     save_split(tmp_path / "test.npz", Split(X[1400:], y[1400:]))
-    save_scaler(tmp_path / "scaler.npz", Scaler.fit(train.X, "standardize"))
+    save_scaler(tmp_path / "scaler.npz", Scaler.fit(train.X, "standardize", 25.5))
     out = tmp_path / "bench.md"
     argv = ["--quick", "--no-isolate", "--prepared-dir", str(tmp_path), "--out", str(out)]
     assert main([*argv, "--params", str(REPO / "params"), "optimizer.epochs=3"]) == 0

@@ -17,9 +17,9 @@ import psutil
 import pytest
 from tracking_fixtures import REPO
 
-from mnist_softmax import compare
-from mnist_softmax.run_record import Store
-from mnist_softmax.ui import server_command
+from mnist_softmax.ops import compare
+from mnist_softmax.ops.ui import server_command
+from mnist_softmax.tracking.store import Store
 
 pytestmark = pytest.mark.slow
 

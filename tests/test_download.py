@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import serve
 
-from mnist_softmax.download import (
+from mnist_softmax.data.download import (
     RemoteFile,
     RetryPolicy,
     fetch_file,

@@ -11,10 +11,14 @@ import json
 import re
 import time
 
+import numpy as np
 import pytest
 import yaml
-from conftest import make_project, run
+from conftest import REPO, make_project, run
 from test_dvc_foundation import ran_stages
+from test_dvc_yaml import declared_params
+
+from mnist_softmax.scoped_config import AUDIT_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +49,7 @@ def composed(path) -> dict:
 def repro(tmp_path_factory, shared_mnist):
     """A project after one cold `dvc repro`: (path, env, stdout of the cold run)."""
     path, env = make_project(tmp_path_factory.mktemp("e2e"), shared_mnist.as_uri())
+    env[AUDIT_ENV] = str(path.parent / "params-audit")  # each stage writes the keys it read
     started = time.perf_counter()
     cold = run(["dvc", "repro"], path, env)
     print(f"cold dvc repro: {time.perf_counter() - started:.1f} s")
@@ -62,6 +67,49 @@ def test_cold_repro_runs_every_stage_and_logs_one_run(repro):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test/acc"] == pytest.approx(metrics["test"]["acc"])
     assert runs[0].data.params["optimizer.lr"] == str(composed(path)["optimizer"]["lr"])
+
+
+def test_every_declared_param_is_read(repro):
+    """The other half of dvc.yaml's exactness: no stage declares a param it never reads."""
+    path, _, _ = repro
+    for stage in ALL_STAGES[1:]:
+        reads = json.loads((path.parent / "params-audit" / f"{stage}.json").read_text())
+        unread = [k for k in declared_params(stage) if not any(r == k or r.startswith(f"{k}.")
+                                                               for r in reads)]  # fmt: skip
+        assert not unread, f"{stage} declares {unread} but never reads them"
+
+
+def test_metrics_match_the_committed_run_within_cross_machine_tolerance(repro):
+    """Same seed, same code: bit-identical on one machine, equal to ~1e-3 across machines.
+
+    BLAS kernels differ between CPUs, so the committed metrics (made on another machine) are
+    compared with a tolerance, never bit for bit.
+    """
+    path, _, _ = repro
+    here = json.loads((path / "reports/metrics.json").read_text())
+    committed = json.loads((REPO / "reports/metrics.json").read_text())
+    for key in ("acc", "nll", "nll_calibrated", "ece_calibrated"):
+        assert here["test"][key] == pytest.approx(committed["test"][key], abs=2e-3), key
+    assert here["temperature"] == pytest.approx(committed["temperature"], rel=2e-3)
+
+
+def test_retrain_scores_equal_the_evaluate_metrics(repro, monkeypatch):
+    """The retrain job scores a registered version with evaluate's formulas: same numbers."""
+    from mnist_softmax.config import load_config
+    from mnist_softmax.data.splits import load_split, split_path
+    from mnist_softmax.tracking import registry
+
+    path, _, _ = repro
+    monkeypatch.chdir(path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(path))
+    cfg = load_config(path / "params.yaml")
+    test = load_split(split_path(cfg.paths.prepared_dir, "test"))
+    registry.client_for(cfg.tracking)
+    scores = registry.score_version(cfg.tracking.registered_model, "1", test, cfg)
+    metrics = json.loads((path / "reports/metrics.json").read_text())["test"]
+    for name, value in scores.items():
+        assert value == pytest.approx(metrics[name.removeprefix("test/")], abs=1e-9), name
 
 
 def test_noop_repro_runs_nothing(repro):
@@ -123,3 +171,31 @@ def test_queued_sweep_logs_one_run_per_experiment(repro):
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.02", "0.2"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert len({r.data.tags["registered_model_version"] for r in runs}) == 2
+
+
+def test_renaming_a_class_retrains_and_the_served_model_carries_the_new_name(repro):
+    """data.class_names goes into the model file: a rename must rerun train (it once did not)."""
+    import mlflow
+
+    from mnist_softmax.model.model_file import load_model
+
+    path, env, _ = repro
+    data_yaml = path / "params/data/mnist.yaml"
+    data_yaml.write_text(
+        data_yaml.read_text().replace('class_names: ["0",', 'class_names: ["zero",')
+    )
+    out = run(["dvc", "repro"], path, env)
+    assert ran_stages(out.stdout) == [
+        "compose",
+        "preprocess",
+        "train",
+        "calibrate",
+        "evaluate",
+        "log",
+    ]
+    assert load_model(path / "models/model.npz").class_names[0] == "zero"
+    version = mlflow_runs(path)[-1].data.tags["registered_model_version"]
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlflow' / 'mlflow.db'}")
+    served = mlflow.pyfunc.load_model(f"models:/mnist-softmax/{version}")
+    proba = served.predict(np.zeros((2, 784), dtype=np.uint8))
+    assert list(proba.columns)[:2] == ["zero", "1"]

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
+from mnist_softmax.data.idx import check_images_labels, gunzip, parse_idx
 from mnist_softmax.errors import DataError
-from mnist_softmax.idx import check_images_labels, gunzip, parse_idx
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:

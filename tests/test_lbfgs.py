@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from shipped import lbfgs
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from mnist_softmax.config import LBFGSConfig
-from mnist_softmax.lbfgs import fit_lbfgs
-from mnist_softmax.model import FitStep, softmax
+from mnist_softmax.model.fit_step import FitStep
+from mnist_softmax.model.lbfgs import fit_lbfgs
+from mnist_softmax.model.numerics import softmax
 
 
 def _digits(n: int = 400):
@@ -28,7 +29,7 @@ def _fit(X, y, l2, cfg=None, stop_at=None):
         steps.append(replace(step, W=step.W.copy(), b=step.b.copy()))
         return step.epoch == stop_at
 
-    cfg = cfg or LBFGSConfig(max_iter=500, tol=1e-8)
+    cfg = cfg or lbfgs(max_iter=500, tol=1e-8)
     result = fit_lbfgs(X, y, 10, cfg, l2, record)
     return steps, result
 
@@ -58,14 +59,14 @@ def test_callback_stops_and_max_iter_caps():
     X, y = _digits()
     steps, _ = _fit(X, y, 1e-3, stop_at=3)
     assert len(steps) == 3
-    steps, result = _fit(X, y, 1e-3, cfg=LBFGSConfig(max_iter=5))
+    steps, result = _fit(X, y, 1e-3, cfg=lbfgs(max_iter=5))
     assert len(steps) == 5 and result.nit == 5
 
 
 def test_float32_data_gives_float32_weights_near_float64():
     X, y = _digits()
     s64, _ = _fit(X, y, 1e-2)
-    s32, _ = _fit(X.astype(np.float32), y, 1e-2, cfg=LBFGSConfig(max_iter=500, tol=1e-5))
+    s32, _ = _fit(X.astype(np.float32), y, 1e-2, cfg=lbfgs(max_iter=500, tol=1e-5))
     assert s32[-1].W.dtype == np.float32
     np.testing.assert_allclose(
         softmax(X @ s32[-1].W + s32[-1].b), softmax(X @ s64[-1].W + s64[-1].b), atol=2e-3

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from tracking_fixtures import REGISTERED
 
-from mnist_softmax.calibration import load_temperature
-from mnist_softmax.evaluation import evaluate
-from mnist_softmax.model import load_model
+from mnist_softmax.evaluation.evaluate import evaluate
+from mnist_softmax.evaluation.temperature import load_temperature
+from mnist_softmax.model.model_file import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +73,17 @@ def test_logged_model_holds_plain_files_and_explicit_requirements(logged_runs):
     uri = f"models:/{REGISTERED}/{logged.model_version}"
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     files = {p.name for p in local.rglob("*")}
-    assert {"model.npz", "calibration.json", "pyfunc_model.py", "MLmodel"} <= files
+    assert {"model.npz", "calibration.json", "pyfunc.py", "MLmodel"} <= files
     assert not any(name.endswith((".pkl", ".pickle")) for name in files)
     requirements = (local / "requirements.txt").read_text()
     assert "numpy==" in requirements and "mlflow==" in requirements
     assert "signature" in (local / "MLmodel").read_text()
+
+
+def test_served_features_equal_the_features_training_builds(served, images):
+    """One scaling: the pyfunc builds from raw pixels the very features training fed the weights."""
+    pyfunc, model, _ = served
+    served_model = pyfunc.unwrap_python_model().model
+    trained_on = model.scaler.transform(images, model.W.dtype)  # what training.train() does
+    np.testing.assert_array_equal(served_model.features(images), trained_on)
+    np.testing.assert_array_equal(served_model.features(images.reshape(-1, 28, 28)), trained_on)

@@ -43,7 +43,7 @@ def client(path):
 
 
 def champion(path) -> str | None:
-    from mnist_softmax.registry import alias_version
+    from mnist_softmax.tracking.registry import alias_version
 
     return alias_version(client(path), NAME)
 
@@ -139,7 +139,7 @@ def test_manual_rollback(repo):
     proc = run(["mnist-softmax", "promote", "2"], path, env)
     assert f"v{before} -> v2" in proc.stdout
     assert champion(path) == "2"
-    from mnist_softmax.registry import alias_version
+    from mnist_softmax.tracking.registry import alias_version
 
     assert alias_version(client(path), NAME, "previous") == before
     again = run(["mnist-softmax", "promote", "2"], path, env)  # already champion: a no-op

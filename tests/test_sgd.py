@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from shipped import sgd
 
-from mnist_softmax.config import SGDConfig
-from mnist_softmax.model import FitStep, loss_and_grad
-from mnist_softmax.sgd import _apply_momentum, fit_sgd, learning_rate
+from mnist_softmax.model.fit_step import FitStep
+from mnist_softmax.model.numerics import forward_backward
+from mnist_softmax.model.sgd import _apply_momentum, fit_sgd, learning_rate
 
 
 def _blobs(n: int = 600, d: int = 8, k: int = 3, seed: int = 0):
@@ -20,7 +21,7 @@ def _blobs(n: int = 600, d: int = 8, k: int = 3, seed: int = 0):
     return (centers[y] + rng.normal(scale=1.5, size=(n, d))).astype(np.float32), y
 
 
-def _fit(cfg: SGDConfig, seed: int = 0, X=None, y=None, l2: float = 1e-3) -> list[FitStep]:
+def _fit(cfg, seed: int = 0, X=None, y=None, l2: float = 1e-3) -> list[FitStep]:
     if X is None:
         X, y = _blobs()
     steps: list[FitStep] = []
@@ -37,21 +38,21 @@ def _fit(cfg: SGDConfig, seed: int = 0, X=None, y=None, l2: float = 1e-3) -> lis
     ("t", "expected"), [(0, 0.5), (2.5, 0.5), (3, 0.05), (5.9, 0.05), (6, 0.005), (9.99, 0.0005)]
 )
 def test_step_schedule(t, expected):
-    cfg = SGDConfig(epochs=10, lr=0.5, schedule="step", step_epochs=3, step_gamma=0.1)
+    cfg = sgd(epochs=10, lr=0.5, schedule="step", step_epochs=3, step_gamma=0.1)
     assert learning_rate(cfg, t) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("t", "expected"), [(0, 0.2), (5, 0.1), (10, 0.0), (2.5, 0.1707107)])
 def test_cosine_schedule(t, expected):
-    cfg = SGDConfig(epochs=10, lr=0.2, schedule="cosine")
+    cfg = sgd(epochs=10, lr=0.2, schedule="cosine")
     assert learning_rate(cfg, t) == pytest.approx(expected, abs=1e-7)
 
 
 def test_warmup_then_cosine_and_constant():
-    cfg = SGDConfig(epochs=12, lr=0.4, schedule="cosine", warmup_epochs=2)
+    cfg = sgd(epochs=12, lr=0.4, schedule="cosine", warmup_epochs=2)
     got = [learning_rate(cfg, t) for t in (0, 1, 2, 7, 12)]
     np.testing.assert_allclose(got, [0.0, 0.2, 0.4, 0.2, 0.0], atol=1e-12)
-    const = SGDConfig(epochs=5, lr=0.3, schedule="constant", warmup_epochs=1)
+    const = sgd(epochs=5, lr=0.3, schedule="constant", warmup_epochs=1)
     assert [learning_rate(const, t) for t in (0.5, 1, 4.9)] == pytest.approx([0.15, 0.3, 0.3])
 
 
@@ -68,14 +69,14 @@ def test_nesterov_update_formula():
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
 def test_more_epochs_lower_the_training_loss(momentum, nesterov):
     X, y = _blobs()
-    cfg = SGDConfig(epochs=8, batch_size=32, lr=0.05, momentum=momentum, nesterov=nesterov)
-    losses = [loss_and_grad(s.W, s.b, X, y, 1e-3)[0] for s in _fit(cfg, X=X, y=y)]
+    cfg = sgd(epochs=8, batch_size=32, lr=0.05, momentum=momentum, nesterov=nesterov)
+    losses = [forward_backward(s.W, s.b, X, y, 1e-3).loss for s in _fit(cfg, X=X, y=y)]
     assert losses[-1] < losses[0] - 0.01 and losses[0] < np.log(3)
     assert losses[-1] <= min(losses) + 1e-4  # the cosine tail settles at the lowest loss
 
 
 def test_same_seed_same_weights_bit_for_bit():
-    cfg = SGDConfig(epochs=3, batch_size=50)
+    cfg = sgd(epochs=3, batch_size=50)
     a, b, c = _fit(cfg, seed=7), _fit(cfg, seed=7), _fit(cfg, seed=8)
     assert a[-1].W.tobytes() == b[-1].W.tobytes() and a[-1].b.tobytes() == b[-1].b.tobytes()
     assert a[-1].W.tobytes() != c[-1].W.tobytes()  # the seed does change the batch order
@@ -90,16 +91,14 @@ def test_weights_keep_the_data_dtype_and_callback_stops():
         assert step.W.dtype == np.float64 and 0 <= step.train_acc <= 1
         return step.epoch == 2
 
-    fit_sgd(
-        X.astype(np.float64), y, 3, SGDConfig(epochs=9), 0.0, np.random.default_rng(0), stop_at_two
-    )
+    fit_sgd(X.astype(np.float64), y, 3, sgd(epochs=9), 0.0, np.random.default_rng(0), stop_at_two)
     assert seen == [1, 2]
 
 
 def test_epoch_train_metrics_track_full_pass():
     """The train curve is averaged over the epoch's batches: close to a full pass at the end."""
     X, y = _blobs()
-    last = _fit(SGDConfig(epochs=10, batch_size=20, lr=0.02))[-1]
-    full = loss_and_grad(last.W, last.b, X, y, 0.0)[0]
+    last = _fit(sgd(epochs=10, batch_size=20, lr=0.02))[-1]
+    full = forward_backward(last.W, last.b, X, y, 0.0).loss
     assert last.train_nll == pytest.approx(full, rel=0.05)
-    assert last.lr == pytest.approx(learning_rate(SGDConfig(epochs=10, lr=0.02), 9))
+    assert last.lr == pytest.approx(learning_rate(sgd(epochs=10, lr=0.02), 9))

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from tracking_fixtures import EXPERIMENT, REGISTERED, REPO, write_fake_outputs
 
-from mnist_softmax import run_record
 from mnist_softmax.config import TrackingConfig
+from mnist_softmax.tracking import run_record
+from mnist_softmax.tracking.store import Store, resolve_store
 
 
 def test_flatten_params_dots_lists_and_long_values(tmp_path):
@@ -38,13 +39,20 @@ def test_flatten_metrics_nests_with_slash_and_prefixes_top_level():
 def test_resolve_store_env_wins_then_config_then_dvc_root(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    default = run_record.resolve_store(TrackingConfig())
+    default = resolve_store(TrackingConfig(uri=None, experiment_name="e", registered_model="m"))
     assert default.uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     assert default.artifact_location == str(tmp_path / "mlflow" / "artifacts")
-    assert run_record.resolve_store(TrackingConfig(uri="http://h:5000")).uri == "http://h:5000"
+    assert (
+        resolve_store(
+            TrackingConfig(uri="http://h:5000", experiment_name="e", registered_model="m")
+        ).uri
+        == "http://h:5000"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:1")
-    store = run_record.resolve_store(TrackingConfig(uri="http://h:5000"))
-    assert store == run_record.Store("http://env:1", None)
+    store = resolve_store(
+        TrackingConfig(uri="http://h:5000", experiment_name="e", registered_model="m")
+    )
+    assert store == Store("http://env:1", None)
 
 
 @pytest.mark.slow
@@ -66,11 +74,16 @@ def test_logged_run_has_params_metrics_curves_artifacts_tags_input_and_version(l
     names = {a.path for a in client.list_artifacts(logged.run_id, "reports/figures")}
     assert "reports/figures/reliability.png" in names
     top = {a.path for a in client.list_artifacts(logged.run_id)}
-    assert {"reports", "pipeline"} <= top
+    assert {"reports", "pipeline", "environment"} <= top
+    freeze = client.download_artifacts(logged.run_id, "environment/pip-freeze.txt")
+    lines = Path(freeze).read_text().splitlines()
+    assert any(line.startswith("numpy==") for line in lines)
+    assert lines == sorted(lines, key=str.lower)
     pipeline = {a.path for a in client.list_artifacts(logged.run_id, "pipeline")}
     assert {"pipeline/params.yaml", "pipeline/dvc.lock"} <= pipeline
     tags = run.data.tags
     assert tags["dvc.exp_name"] == "exp-a" and run.info.run_name == "exp-a"
+    assert len(tags["env.freeze_sha256"]) == 64
     assert tags["dvc.train.models/model.npz"] == "a" * 32
     assert tags["data.sha256.train_images"] == cfg.data.files.train_images.sha256
     assert {"git.commit", "git.dirty", "mnist_softmax.pid", "mnist_softmax.host"} <= set(tags)
@@ -104,7 +117,7 @@ def test_failure_inside_the_stage_marks_the_run_failed(
 ):
     from mlflow.tracking import MlflowClient
 
-    from mnist_softmax import tracking
+    from mnist_softmax.tracking import run_logging as tracking
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = write_fake_outputs(tmp_path, tracking_store, lr=0.2)
@@ -133,7 +146,7 @@ def test_failure_inside_the_stage_marks_the_run_failed(
 def test_end_stale_runs_kills_old_and_orphaned_runs_only(tracking_store, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from mnist_softmax.tracking import TAG_HOST, TAG_PID, end_stale_runs, ensure_store
+    from mnist_softmax.tracking.run_logging import TAG_HOST, TAG_PID, end_stale_runs, ensure_store
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracking = TrackingConfig(uri=tracking_store, experiment_name="stale-runs")

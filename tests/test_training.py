@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,12 @@ from sklearn.datasets import load_digits
 
 from mnist_softmax.atomic import read_json
 from mnist_softmax.config import Config, compose, config_from_container, to_yaml
-from mnist_softmax.dataset import Scaler, Split, save_scaler, save_split
+from mnist_softmax.data.scaler import Scaler, save_scaler
+from mnist_softmax.data.splits import Split, save_split
 from mnist_softmax.errors import TrainingDivergedError
-from mnist_softmax.model import load_model
-from mnist_softmax.training import CURVE_COLUMNS, train
+from mnist_softmax.model.curves import CURVE_COLUMNS
+from mnist_softmax.model.model_file import load_model
+from mnist_softmax.model.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "mnist"
@@ -37,7 +40,7 @@ def digits() -> tuple[Split, Split, Scaler]:
     X, y = load_digits(return_X_y=True)
     X = (X * 15).astype(np.uint8)
     train, val = Split(X[:1400], y[:1400]), Split(X[1400:], y[1400:])
-    return train, val, Scaler.fit(train.X, "standardize")
+    return train, val, Scaler.fit(train.X, "standardize", 25.5)
 
 
 def test_default_sgd_learns_and_reports(digits):
@@ -53,7 +56,7 @@ def test_default_sgd_learns_and_reports(digits):
     }  # fmt: skip
     assert summary["optimizer"] == "sgd" and 0 < summary["peak_rss_mb"] < 1024
     assert result.model.W.dtype == np.float32 and result.model.W.shape == (64, 10)
-    acc = (result.model.predict(digits[1].X) == digits[1].y).mean()  # raw pixels in
+    acc = (result.model.logits(digits[1].X).argmax(axis=1) == digits[1].y).mean()  # raw pixels in
     assert acc == pytest.approx(summary["val"]["acc"])
 
 
@@ -93,6 +96,27 @@ def test_lbfgs_one_row_per_iteration(digits):
     assert result.summary["optimizer"] == "lbfgs" and result.summary["epochs_run"] == 15
     assert result.history["train/nll"].iloc[-1] < result.history["train/nll"].iloc[0]
     assert result.history["lr"].isna().all() and result.summary["val"]["acc"] > 0.85
+
+
+def test_lbfgs_reports_and_warns_when_max_iter_cuts_it_short(digits, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = train(*digits, _cfg("optimizer=lbfgs", "optimizer.max_iter=5"))
+    assert result.summary["converged"] is False
+    assert "ITERATIONS REACHED LIMIT" in result.summary["solver_message"]
+    assert "did not converge in 5 iterations" in caplog.text
+
+
+def test_lbfgs_tol_governs_stopping(digits):
+    """A looser tol stops sooner; a converged fit met tol (scipy's ftol does not stop first)."""
+    runs = {
+        tol: train(
+            *digits, _cfg("optimizer=lbfgs", "optimizer.max_iter=2000", f"optimizer.tol={tol}")
+        )
+        for tol in (1e-2, 1e-5)
+    }
+    assert all(r.summary["converged"] for r in runs.values())
+    assert "PROJECTED GRADIENT" in runs[1e-5].summary["solver_message"]  # gtol = tol stopped it
+    assert runs[1e-2].summary["epochs_run"] < runs[1e-5].summary["epochs_run"]
 
 
 def test_huge_lr_raises_named_error(digits):
@@ -148,7 +172,7 @@ def test_real_mnist_slice_reaches_expected_accuracy():
     y = _idx("train-labels-idx1-ubyte.gz", 8, 12000, 1)[:, 0].astype(np.int64)
     train_split, val = Split(X[:10000], y[:10000]), Split(X[10000:], y[10000:])
     cfg = config_from_container(compose(REPO / "params", ["optimizer.epochs=5"]))
-    result = train(train_split, val, Scaler.fit(train_split.X, "standardize"), cfg)
+    result = train(train_split, val, Scaler.fit(train_split.X, "standardize", 25.5), cfg)
     assert result.summary["val"]["acc"] > 0.88
     assert result.summary["seconds_per_epoch"] < 0.1  # 10k images: well under a full pass
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from mnist_softmax.config import Config, compose, load_config, to_yaml
-from mnist_softmax.model import SoftmaxModel, save_model
+from mnist_softmax.data.scaler import Scaler
+from mnist_softmax.model.model_file import SoftmaxModel, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "tracking-tests"
@@ -87,8 +88,7 @@ def fake_model(seed: int = 0, n_classes: int = 10) -> SoftmaxModel:
         W=rng.normal(0, 0.05, (784, n_classes)).astype(np.float32),
         b=rng.normal(0, 0.1, n_classes).astype(np.float32),
         class_names=np.array([str(i) for i in range(n_classes)]),
-        scaler_mean=rng.uniform(0, 120, 784),
-        scaler_scale=rng.uniform(20, 100, 784),
+        scaler=Scaler(mean=rng.uniform(0, 120, 784), scale=rng.uniform(20, 100, 784)),
         image_shape=np.array([28, 28]),
         config_hash="0123456789abcdef",
     )
@@ -141,7 +141,7 @@ def logged_runs(tmp_path_factory: pytest.TempPathFactory, tracking_store: str) -
 
     Session-scoped: each log takes seconds, and several test modules read the same runs.
     """
-    from mnist_softmax.tracking import log_pipeline_run
+    from mnist_softmax.tracking.run_logging import log_pipeline_run
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)

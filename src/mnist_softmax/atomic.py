@@ -16,6 +16,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from mnist_softmax.errors import DataError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -69,3 +71,14 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Load every array of an ``.npz`` file with ``allow_pickle=False``."""
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def load_stage_npz(path: str | Path, keys: tuple[str, ...], stage: str) -> dict[str, np.ndarray]:
+    """Load a stage's ``.npz`` output, failing with what to rerun if it or an array is missing."""
+    if not Path(path).is_file():
+        raise DataError(f"{path} not found: run `dvc repro {stage}` first")
+    arrays = load_npz(path)
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise DataError(f"{path} lacks the arrays {missing}: rerun `dvc repro {stage}`")
+    return arrays

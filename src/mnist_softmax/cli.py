@@ -12,13 +12,19 @@ import sys
 
 # subcommand -> (module that implements it with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("mnist_softmax.bench", "time this project's trainers against scikit-learn"),
-    "compare": ("mnist_softmax.compare", "print a table of the last MLflow runs"),
-    "ui": ("mnist_softmax.ui", "start the MLflow UI on 127.0.0.1 for the project's store"),
-    "retrain": ("mnist_softmax.retrain", "scheduled retraining with champion/challenger promotion"),
-    "promote": ("mnist_softmax.promote", "move the champion alias to a model version (rollback)"),
-    "history": ("mnist_softmax.history", "list past retraining decisions"),
-    "sweep": ("mnist_softmax.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
+    "bench": ("mnist_softmax.ops.bench", "time this project's trainers against scikit-learn"),
+    "compare": ("mnist_softmax.ops.compare", "print a table of the last MLflow runs"),
+    "ui": ("mnist_softmax.ops.ui", "start the MLflow UI on 127.0.0.1 for the project's store"),
+    "retrain": (
+        "mnist_softmax.ops.retrain",
+        "scheduled retraining with champion/challenger promotion",
+    ),
+    "promote": (
+        "mnist_softmax.ops.promote",
+        "move the champion alias to a model version (rollback)",
+    ),
+    "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
+    "sweep": ("mnist_softmax.ops.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
 }
 
 

@@ -4,20 +4,22 @@ Hydra composes ``params/`` into ``params.yaml``; every stage then loads ``params
 :func:`load_config`, which checks each group against the frozen dataclasses below. A wrong type,
 an unknown key or an out-of-range value becomes one :class:`ConfigError` naming the key, the
 value and what is allowed, before any work starts (sklearn's ``_parameter_constraints`` idea).
-The dataclasses are not frozen only because OmegaConf cannot merge into frozen schemas; treat
-instances as read-only.
+The YAML tree in ``params/`` is the only source of values: every field here is ``MISSING``,
+so a key removed from the tree (``-S '~optimizer.lr'``) fails validation by name instead of
+silently falling back to a default written in a second place. The dataclasses are not frozen
+only because OmegaConf cannot merge into frozen schemas; treat instances as read-only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from mnist_softmax.errors import ConfigError
 
@@ -65,13 +67,13 @@ class DataConfig:
     files: DataFilesConfig = MISSING
     class_names: list[str] = MISSING
     image_shape: list[int] = MISSING
-    val_size: int = 5000
-    split_seed: int = 0
-    scaling: str = "standardize"
-    std_floor: float = 25.5
-    timeout_s: float = 30.0
-    retries: int = 3
-    backoff_s: float = 1.0
+    val_size: int = MISSING
+    split_seed: int = MISSING
+    scaling: str = MISSING
+    std_floor: float = MISSING
+    timeout_s: float = MISSING
+    retries: int = MISSING
+    backoff_s: float = MISSING
 
     def __post_init__(self) -> None:
         _require(len(self.mirrors) >= 1, "data.mirrors", self.mirrors, "at least one URL")
@@ -93,8 +95,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    dtype: str = "float32"
-    l2: float = 1e-4
+    dtype: str = MISSING
+    l2: float = MISSING
 
     def __post_init__(self) -> None:
         _one_of("model.dtype", self.dtype, ("float32", "float64"))
@@ -103,17 +105,17 @@ class ModelConfig:
 
 @dataclass
 class SGDConfig:
-    name: str = "sgd"
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    step_epochs: int = 5
-    step_gamma: float = 0.1
-    patience: int = 0
+    name: str = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    schedule: str = MISSING
+    warmup_epochs: int = MISSING
+    step_epochs: int = MISSING
+    step_gamma: float = MISSING
+    patience: int = MISSING
 
     def __post_init__(self) -> None:
         _one_of("optimizer.name", self.name, ("sgd",))
@@ -135,10 +137,10 @@ class SGDConfig:
 
 @dataclass
 class LBFGSConfig:
-    name: str = "lbfgs"
-    max_iter: int = 200
-    tol: float = 1e-6
-    history: int = 10
+    name: str = MISSING
+    max_iter: int = MISSING
+    tol: float = MISSING
+    history: int = MISSING
 
     def __post_init__(self) -> None:
         _one_of("optimizer.name", self.name, ("lbfgs",))
@@ -153,9 +155,9 @@ _OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "lbfgs": LBFGSConfig}
 
 @dataclass
 class CalibrationConfig:
-    method: str = "temperature"
-    t_min: float = 0.05
-    t_max: float = 20.0
+    method: str = MISSING
+    t_min: float = MISSING
+    t_max: float = MISSING
 
     def __post_init__(self) -> None:
         _one_of("calibration.method", self.method, ("temperature", "none"))
@@ -165,11 +167,11 @@ class CalibrationConfig:
 
 @dataclass
 class EvaluationConfig:
-    n_bins: int = 15
-    binning: str = "uniform"
-    bootstrap_samples: int = 1000
-    ci_level: float = 0.95
-    n_mistakes: int = 24
+    n_bins: int = MISSING
+    binning: str = MISSING
+    bootstrap_samples: int = MISSING
+    ci_level: float = MISSING
+    n_mistakes: int = MISSING
 
     def __post_init__(self) -> None:
         _require(self.n_bins >= 1, "evaluation.n_bins", self.n_bins, "integer >= 1")
@@ -186,9 +188,9 @@ class EvaluationConfig:
 
 @dataclass
 class TrackingConfig:
-    uri: str | None = None
-    experiment_name: str = "mnist-softmax"
-    registered_model: str = "mnist-softmax"
+    uri: str | None = MISSING
+    experiment_name: str = MISSING
+    registered_model: str = MISSING
 
     def __post_init__(self) -> None:
         _require(bool(self.experiment_name), "tracking.experiment_name", "", "a non-empty name")
@@ -197,18 +199,18 @@ class TrackingConfig:
 
 @dataclass
 class PathsConfig:
-    raw_dir: str = "data/raw"
-    prepared_dir: str = "data/prepared"
-    data_report: str = "reports/data.json"
-    model: str = "models/model.npz"
-    train_metrics: str = "reports/train.json"
-    train_curves: str = "reports/curves.csv"
-    calibration: str = "models/calibration.json"
-    calibration_metrics: str = "reports/calibration.json"
-    eval_metrics: str = "reports/metrics.json"
-    reliability: str = "reports/reliability.csv"
-    confusion: str = "reports/confusion.csv"
-    figures_dir: str = "reports/figures"
+    raw_dir: str = MISSING
+    prepared_dir: str = MISSING
+    data_report: str = MISSING
+    model: str = MISSING
+    train_metrics: str = MISSING
+    train_curves: str = MISSING
+    calibration: str = MISSING
+    calibration_metrics: str = MISSING
+    eval_metrics: str = MISSING
+    reliability: str = MISSING
+    confusion: str = MISSING
+    figures_dir: str = MISSING
 
 
 # What the retrain job measures for both models, from their pyfuncs' calibrated probabilities.
@@ -219,9 +221,9 @@ RETRAIN_METRICS = ("test/acc", "test/nll_calibrated", "test/ece_calibrated")
 class RetrainConfig:
     """Champion/challenger rule over the metrics in ``RETRAIN_METRICS``."""
 
-    higher_is_better: list[str] = field(default_factory=lambda: ["test/acc"])
-    lower_is_better: list[str] = field(default_factory=lambda: ["test/nll_calibrated"])
-    margins: dict[str, float] = field(default_factory=dict)
+    higher_is_better: list[str] = MISSING
+    lower_is_better: list[str] = MISSING
+    margins: dict[str, float] = MISSING
 
     def __post_init__(self) -> None:
         # a mistyped name would otherwise block every promotion ("missing"), silently
@@ -235,26 +237,39 @@ class RetrainConfig:
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = MISSING
     data: DataConfig = MISSING
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: Any = None  # SGDConfig | LBFGSConfig, checked by config_from_container
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    model: ModelConfig = MISSING
+    optimizer: Any = MISSING
+    calibration: CalibrationConfig = MISSING
+    evaluation: EvaluationConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    paths: PathsConfig = MISSING
+    retrain: RetrainConfig = MISSING
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as plain nested dicts (for hashing and MLflow params)."""
         return asdict(self)
 
-    def hash(self, *groups: str) -> str:
-        """Return a short sha256 of the given groups (all when none), to stamp artefacts."""
+    def hash(self, *keys: str) -> str:
+        """Return a short sha256 of the given dotted keys (all when none), to stamp artefacts."""
         full = self.to_dict()
-        chosen = {g: full[g] for g in groups} if groups else full
+        chosen = select_keys(full, list(keys)) if keys else full
         blob = json.dumps(chosen, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def select_keys(tree: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """Return the sub-tree of ``tree`` holding only the dotted ``keys`` (with their children)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        *parents, leaf = key.split(".")
+        src, dst = tree, out
+        for part in parents:
+            src = src[part]
+            dst = dst.setdefault(part, {})
+        dst[leaf] = src[leaf]
+    return out
 
 
 def _structured(schema: type, node: Any, prefix: str) -> Any:
@@ -266,6 +281,11 @@ def _structured(schema: type, node: Any, prefix: str) -> Any:
         key = getattr(exc, "full_key", None) or "?"
         reason = str(exc.msg).splitlines()[0]
         raise ConfigError(f"invalid config: unknown key {prefix}{key} ({reason})") from None
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(
+            f"invalid config: {prefix}{key} is missing (every key must be set in {CONFIG_DIR}/)"
+        ) from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
         value = getattr(exc, "value", None) if hasattr(exc, "value") else None
@@ -282,8 +302,7 @@ def config_from_container(raw: DictConfig | dict[str, Any]) -> Config:
     if not isinstance(optimizer, DictConfig) or optimizer.get("name") not in _OPTIMIZERS:
         name = optimizer.get("name") if isinstance(optimizer, DictConfig) else optimizer
         raise ConfigError(f"invalid config: optimizer.name={name!r} (allowed: sgd | lbfgs)")
-    rest = OmegaConf.masked_copy(node, [k for k in node if k != "optimizer"])
-    cfg = _structured(Config, rest, "")
+    cfg = _structured(Config, node, "")  # optimizer (typed Any) passes through as a dict
     opt = _structured(_OPTIMIZERS[optimizer.name], optimizer, "optimizer.")
     return Config(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "optimizer": opt})
 
@@ -301,6 +320,17 @@ def load_config(path: str | Path = PARAMS_FILE) -> Config:
     except Exception as exc:  # yaml errors come in many types
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     return config_from_container(raw)
+
+
+def load_or_compose(params_file: str | Path = PARAMS_FILE) -> Config:
+    """Return ``params.yaml``'s config, or the one composed from ``params/`` when it is absent.
+
+    For the read-only commands (``compare``, ``ui``) that may run before the first
+    ``dvc repro`` has written params.yaml.
+    """
+    if Path(params_file).is_file():
+        return load_config(params_file)
+    return config_from_container(compose(CONFIG_DIR))
 
 
 def compose(config_dir: str | Path = CONFIG_DIR, overrides: list[str] | None = None) -> DictConfig:

@@ -1,0 +1,80 @@
+"""Turn verified IDX files into the splits and scaler every later stage reads.
+
+The validation split is a stratified, seeded sample of the 60k training images (sklearn's
+``train_test_split``), so each class keeps its share and the same seed gives the same split on
+any machine. The test split is passed through untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mnist_softmax.config import DataConfig
+from mnist_softmax.data.idx import check_images_labels, read_idx
+from mnist_softmax.data.scaler import Scaler
+from mnist_softmax.data.splits import Split
+from mnist_softmax.errors import DataError
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: Split
+    val: Split
+    test: Split
+    scaler: Scaler
+
+
+def load_raw(raw_dir: str | Path, data: DataConfig, part: str) -> Split:
+    """Read and cross-check the images and labels of ``part`` ("train" or "test")."""
+    files = data.files
+    images_name = getattr(files, f"{part}_images").name.removesuffix(".gz")
+    labels_name = getattr(files, f"{part}_labels").name.removesuffix(".gz")
+    images = read_idx(Path(raw_dir) / images_name)
+    labels = read_idx(Path(raw_dir) / labels_name)
+    check_images_labels(images, labels, len(data.class_names), tuple(data.image_shape), part)
+    return Split(X=images.reshape(len(images), -1), y=labels.astype(np.int64))
+
+
+def split_train_val(full: Split, val_size: int, seed: int) -> tuple[Split, Split]:
+    """Hold out ``val_size`` images, stratified by class, reproducibly from ``seed``."""
+    if not 0 < val_size < len(full):
+        raise DataError(f"data.val_size={val_size} must be between 1 and {len(full) - 1}")
+    counts = np.bincount(full.y)
+    if counts[counts > 0].min() < 2:
+        raise DataError("every class needs at least 2 training images for a stratified split")
+    idx_train, idx_val = train_test_split(
+        np.arange(len(full)), test_size=val_size, random_state=seed, stratify=full.y
+    )
+    # Sorted indices keep the stored arrays in file order: diffable and cache-friendly.
+    idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
+    return Split(full.X[idx_train], full.y[idx_train]), Split(full.X[idx_val], full.y[idx_val])
+
+
+def prepare(raw_dir: str | Path, data: DataConfig) -> PreparedData:
+    """Build the train/validation/test splits and fit the scaler on the train split only."""
+    train, val = split_train_val(load_raw(raw_dir, data, "train"), data.val_size, data.split_seed)
+    test = load_raw(raw_dir, data, "test")
+    return PreparedData(train, val, test, Scaler.fit(train.X, data.scaling, data.std_floor))
+
+
+def class_counts(prepared: PreparedData, class_names: list[str]) -> pd.DataFrame:
+    """Return a (class x split) table of image counts, the data report's content."""
+    splits = {"train": prepared.train, "val": prepared.val, "test": prepared.test}
+    table = {
+        name: np.bincount(split.y, minlength=len(class_names)) for name, split in splits.items()
+    }
+    return pd.DataFrame(table, index=pd.Index(class_names, name="class"))
+
+
+def data_report(prepared: PreparedData, class_names: list[str]) -> dict[str, object]:
+    """Return the JSON data report: sizes per split and counts per class and split."""
+    counts = class_counts(prepared, class_names)
+    return {
+        "size": {split: int(counts[split].sum()) for split in counts.columns},
+        "counts": {split: counts[split].astype(int).to_dict() for split in counts.columns},
+    }

@@ -1,0 +1,1 @@
+"""calibrate and evaluate: temperature scaling, calibration metrics, test metrics, figures."""

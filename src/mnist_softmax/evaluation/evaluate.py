@@ -1,0 +1,198 @@
+"""Test-split evaluation before and after calibration: the numbers and tables evaluate writes.
+
+scikit-learn computes what it has (``brier_score_loss``, ``confusion_matrix``,
+``precision_recall_fscore_support``); the binned calibration errors and their bootstrap
+interval come from :mod:`mnist_softmax.evaluation.reliability`. The NLL is computed from the
+logits (:func:`mnist_softmax.model.numerics.nll`), not with ``sklearn.metrics.log_loss``:
+log_loss clips probabilities at the float eps, capping each image's loss at ~36 nats, while
+one outlier image can cost 1000+ nats; the clipped number would disagree with the validation
+NLL that the temperature minimizes (the tests check both agree when nothing saturates).
+``brier_score_loss`` takes a probability matrix since scikit-learn 1.7 and then returns the
+mean over samples of ``sum_k (p_k - onehot_k)^2`` (``scale_by_half="auto"`` keeps the
+unhalved multiclass form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    brier_score_loss,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+from mnist_softmax.atomic import atomic_open, write_json
+from mnist_softmax.errors import DataError
+from mnist_softmax.evaluation.reliability import (
+    ReliabilityBins,
+    check_logits,
+    ece_bootstrap_ci,
+    reliability_bins,
+)
+from mnist_softmax.model.numerics import accuracy, nll, softmax
+
+MODELS = ("uncalibrated", "calibrated")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Probabilistic scores of ``softmax(logits / T)`` on one labelled split.
+
+    proba : ndarray of shape (n_samples, n_classes); bins : the confidence bins of the ECE;
+    values : ``nll``, ``brier``, ``ece``, ``mce``.
+    """
+
+    proba: np.ndarray
+    bins: ReliabilityBins
+    values: dict[str, float]
+
+
+def score_logits(
+    logits: np.ndarray, y: np.ndarray, temperature: float, n_bins: int, binning: str
+) -> Scores:
+    """Score ``softmax(logits / temperature)`` against ``y``: NLL, Brier, ECE and MCE.
+
+    The one definition of these metrics: evaluate reports them for T = 1 and the fitted T, and
+    the retrain job scores the champion and the challenger with it, so their numbers agree.
+
+    logits : ndarray of shape (n_samples, n_classes), float64; y : ndarray of shape (n_samples,)
+    """
+    proba = softmax(logits, temperature)
+    bins = reliability_bins(proba, y, n_bins, binning)
+    labels = np.arange(logits.shape[1])
+    values = {
+        "nll": nll(logits, y, temperature),
+        "brier": float(brier_score_loss(y, proba, labels=labels)),
+        "ece": bins.ece,
+        "mce": bins.mce,
+    }
+    return Scores(proba=proba, bins=bins, values=values)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything the evaluate stage writes or plots, for one test split.
+
+    proba, proba_calibrated : ndarray of shape (n_samples, n_classes)
+    y : ndarray of shape (n_samples,); confusion : ndarray of shape (n_classes, n_classes),
+    rows actual, columns predicted; bins : reliability bins keyed by ``MODELS``.
+    """
+
+    temperature: float
+    class_names: tuple[str, ...]
+    y: np.ndarray
+    proba: np.ndarray
+    proba_calibrated: np.ndarray
+    confusion: np.ndarray
+    bins: dict[str, ReliabilityBins]
+    metrics: dict[str, Any]
+
+    def reliability_table(self) -> pd.DataFrame:
+        """Return the non-empty bins: columns model, bin, confidence, accuracy, count."""
+        frames = []
+        for name in MODELS:
+            b = self.bins[name]
+            filled = np.flatnonzero(b.count > 0)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "model": name,
+                        "bin": filled,
+                        "confidence": b.confidence[filled],
+                        "accuracy": b.accuracy[filled],
+                        "count": b.count[filled],
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def confusion_table(self) -> pd.DataFrame:
+        """Return one row per test image: columns actual, predicted (class names)."""
+        names = np.asarray(self.class_names)
+        return pd.DataFrame(
+            {"actual": names[self.y], "predicted": names[self.proba.argmax(axis=1)]}
+        )
+
+    def write(
+        self, metrics_path: str | Path, reliability_path: str | Path, confusion_path: str | Path
+    ) -> None:
+        """Write the DVC metrics JSON and the two DVC plots CSVs (atomically)."""
+        write_json(metrics_path, self.metrics)
+        for table, path in (
+            (self.reliability_table(), reliability_path),
+            (self.confusion_table(), confusion_path),
+        ):
+            with atomic_open(path) as handle:
+                table.to_csv(handle, index=False)
+
+
+def evaluate(
+    logits: np.ndarray,
+    y: np.ndarray,
+    temperature: float,
+    class_names: list[str] | tuple[str, ...],
+    rng: np.random.Generator,
+    n_bins: int = 15,
+    binning: str = "uniform",
+    bootstrap_samples: int = 1000,
+    ci_level: float = 0.95,
+) -> Evaluation:
+    """Measure test logits before and after dividing them by ``temperature``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_classes)
+        Uncalibrated test logits.
+    y : ndarray of shape (n_samples,)
+        True class indices.
+    temperature : float
+        Fitted by the calibrate stage (1.0 for ``calibration=none``).
+    class_names : sequence of str, length n_classes
+    rng : numpy.random.Generator
+        Drives the bootstrap resamples of the ECE interval.
+    n_bins, binning, bootstrap_samples, ci_level
+        As in ``cfg.evaluation``.
+
+    Returns
+    -------
+    Evaluation
+        ``metrics`` has the ``reports/metrics.json`` layout.
+    """
+    z = check_logits(logits, y, "test")
+    if len(y) == 0:
+        raise DataError("the test split is empty: nothing to evaluate")
+    labels = np.arange(z.shape[1])
+    test: dict[str, float] = {"acc": accuracy(z, y)}
+    probas, bins = {}, {}
+    for name, t in zip(MODELS, (1.0, temperature), strict=True):
+        suffix = "" if name == "uncalibrated" else "_calibrated"
+        scores = score_logits(z, y, t, n_bins, binning)
+        p = probas[name] = scores.proba
+        b = bins[name] = scores.bins
+        test |= {f"{key}{suffix}": value for key, value in scores.values.items()}
+        interval = ece_bootstrap_ci(p, y, b.edges, bootstrap_samples, ci_level, rng)
+        if interval is not None:  # bootstrap_samples=0 turns the interval off
+            test[f"ece{suffix}_ci_low"], test[f"ece{suffix}_ci_high"] = interval
+    pred = z.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=labels, zero_division=0
+    )
+    per_class = {
+        str(name): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
+    }
+    return Evaluation(
+        temperature=float(temperature),
+        class_names=tuple(str(c) for c in class_names),
+        y=np.asarray(y),
+        proba=probas["uncalibrated"],
+        proba_calibrated=probas["calibrated"],
+        confusion=confusion_matrix(y, pred, labels=labels),
+        bins=bins,
+        metrics={"temperature": float(temperature), "test": test, "per_class": per_class},
+    )

@@ -1,0 +1,198 @@
+"""Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
+
+One scalar ``T > 0`` divides every logit: ``softmax(z / T)``. The argmax, and so the accuracy,
+cannot change; only the confidence does. ``T`` minimizes the validation NLL. That NLL is convex
+in ``1 / T`` (a log-sum-exp of a linear function minus a linear term), hence unimodal in
+``log T``, so a bounded Brent search over ``log T`` finds the global minimum inside the bounds.
+A fit that lands on a bound, or that makes the validation NLL worse, is flagged and logged
+loudly instead of being shipped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from mnist_softmax.atomic import read_json
+from mnist_softmax.errors import DataError
+from mnist_softmax.evaluation.reliability import check_logits, reliability_bins
+from mnist_softmax.model.numerics import accuracy, nll, softmax
+
+log = logging.getLogger(__name__)
+
+METHODS = ("temperature", "none")
+_XATOL = 1e-6  # tolerance of the search over log T (T to ~1e-6 relative)
+_BOUND_TOL = 1e-3  # |log T - log bound| below this counts as "landed on the bound"
+_NLL_TOL = 1e-9  # calibrated NLL above the uncalibrated one by more than this is "worse"
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """A fitted temperature and the validation metrics before and after applying it.
+
+    ``nll``/``ece`` are for ``softmax(z)``, ``nll_calibrated``/``ece_calibrated`` for
+    ``softmax(z / temperature)``; ``acc`` is the same for both by construction.
+    """
+
+    method: str
+    temperature: float
+    at_bound: bool
+    nll_worse: bool
+    acc: float
+    nll: float
+    nll_calibrated: float
+    ece: float
+    ece_calibrated: float
+
+    def to_params(self) -> dict[str, Any]:
+        """Return the ``models/calibration.json`` content: ``{"method", "temperature"}``."""
+        return {"method": self.method, "temperature": self.temperature}
+
+    def to_metrics(self) -> dict[str, Any]:
+        """Return the ``reports/calibration.json`` content (DVC metrics, names carry the split)."""
+        val = {
+            "acc": self.acc,
+            "nll": self.nll,
+            "nll_calibrated": self.nll_calibrated,
+            "ece": self.ece,
+            "ece_calibrated": self.ece_calibrated,
+        }
+        return {
+            "temperature": self.temperature,
+            "at_bound": self.at_bound,
+            "nll_worse": self.nll_worse,
+            "val": val,
+        }
+
+
+def fit_temperature(
+    logits: np.ndarray, y: np.ndarray, t_min: float = 0.05, t_max: float = 20.0
+) -> float:
+    """Return the temperature in ``[t_min, t_max]`` that minimizes the NLL of ``softmax(z / T)``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_classes)
+        Uncalibrated logits of the validation split.
+    y : ndarray of shape (n_samples,)
+        True class indices.
+    t_min, t_max : float
+        Search bounds, ``0 < t_min < t_max``.
+
+    Returns
+    -------
+    temperature : float
+    """
+    if not 0 < t_min < t_max:
+        raise ValueError(f"need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
+    z = check_logits(logits, y, "validation")
+    _check_not_degenerate(y, z.shape[1])
+    # Search over log T: scale-free steps, and T > 0 holds by construction.
+    result = minimize_scalar(
+        lambda log_t: nll(z, y, math.exp(log_t)),
+        bounds=(math.log(t_min), math.log(t_max)),
+        method="bounded",
+        options={"xatol": _XATOL},
+    )
+    return float(min(max(math.exp(result.x), t_min), t_max))
+
+
+def calibrate(
+    logits: np.ndarray,
+    y: np.ndarray,
+    method: str = "temperature",
+    t_min: float = 0.05,
+    t_max: float = 20.0,
+    n_bins: int = 15,
+    binning: str = "uniform",
+) -> CalibrationResult:
+    """Fit the calibration ``method`` on validation logits and measure it.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_classes)
+        Uncalibrated validation logits.
+    y : ndarray of shape (n_samples,)
+        True class indices.
+    method : {"temperature", "none"}
+        ``"none"`` keeps ``T = 1`` (a valid choice: the metrics are still reported).
+    t_min, t_max : float
+        Bounds of the temperature search.
+    n_bins, binning : int, {"uniform", "quantile"}
+        Confidence bins of the ECE.
+
+    Returns
+    -------
+    CalibrationResult
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r} (allowed: {METHODS})")
+    z = check_logits(logits, y, "validation")
+    _check_not_degenerate(y, z.shape[1])
+    temperature = fit_temperature(z, y, t_min, t_max) if method == "temperature" else 1.0
+    at_bound = method == "temperature" and _on_bound(temperature, t_min, t_max)
+    nll_before, nll_cal = nll(z, y), nll(z, y, temperature)
+    nll_worse = nll_cal > nll_before + _NLL_TOL
+    if at_bound:
+        log.warning(
+            "WARNING: temperature %.4g landed on its bound [%g, %g]: widen calibration.t_min/"
+            "t_max or check the model (flagged as at_bound in the metrics)",
+            temperature,
+            t_min,
+            t_max,
+        )
+    if nll_worse:
+        log.warning(
+            "WARNING: temperature %.4g makes the validation NLL worse (%.5f -> %.5f): "
+            "flagged as nll_worse in the metrics",
+            temperature,
+            nll_before,
+            nll_cal,
+        )
+    before = reliability_bins(softmax(z), y, n_bins, binning)
+    after = reliability_bins(softmax(z, temperature), y, n_bins, binning)
+    return CalibrationResult(
+        method=method,
+        temperature=float(temperature),
+        at_bound=bool(at_bound),
+        nll_worse=bool(nll_worse),
+        acc=accuracy(z, y),
+        nll=nll_before,
+        nll_calibrated=nll_cal,
+        ece=before.ece,
+        ece_calibrated=after.ece,
+    )
+
+
+def load_temperature(path: str | Path) -> float:
+    """Read the temperature that the calibrate stage wrote to ``path`` (``T > 0``)."""
+    if not Path(path).is_file():
+        raise DataError(f"{path} not found: run `dvc repro calibrate` first")
+    temperature = read_json(path).get("temperature")
+    if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise DataError(f"{path}: temperature={temperature!r} is not a number > 0: rerun calibrate")
+    return float(temperature)
+
+
+def _check_not_degenerate(y: np.ndarray, n_classes: int) -> None:
+    """Refuse a validation set that cannot identify a temperature (empty or one class)."""
+    if len(y) == 0:
+        raise DataError("the validation split is empty: cannot fit a temperature on no samples")
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise DataError(
+            f"the validation split holds only class {classes[0]} ({len(y)} samples): a "
+            f"temperature fitted on one of {n_classes} classes would only learn to be "
+            "over-confident; rebuild the split stratified (`dvc repro preprocess`)"
+        )
+
+
+def _on_bound(temperature: float, t_min: float, t_max: float) -> bool:
+    log_t = math.log(temperature)
+    return min(abs(log_t - math.log(t_min)), abs(log_t - math.log(t_max))) < _BOUND_TOL

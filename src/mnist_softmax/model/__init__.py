@@ -1,0 +1,1 @@
+"""train: the numerics of softmax regression, the model file, the optimizers, the training loop."""

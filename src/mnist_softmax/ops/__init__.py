@@ -1,0 +1,1 @@
+"""Operator commands behind ``mnist-softmax``: retrain, promote, history, compare, ui, sweep..."""

@@ -1,0 +1,150 @@
+"""Benchmark: this project's trainers against scikit-learn, side by side in one run.
+
+Every fit sees the same prepared splits and the same standardized pixels. scikit-learn's
+``LogisticRegression(solver="lbfgs")`` is fitted on the training split for each C of a grid; the
+C with the best validation accuracy is the baseline for time ratios (chosen on validation only,
+like this project's configs). A reference fit on all 60,000 training images (train + val, C=0.03,
+the best known setting) shows what more data buys. Each fit runs in its own spawned process, so
+its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mnist_softmax.config import compose, config_from_container
+from mnist_softmax.data.scaler import load_scaler, scaler_path
+from mnist_softmax.data.splits import Split, load_split, split_path
+
+log = logging.getLogger(__name__)
+
+C_GRID = (0.01, 0.03, 0.1, 1.0)
+REFERENCE_C = 0.03
+PROJECT_CONFIGS = {  # table label -> Hydra overrides of the default config
+    "default (optimizer=sgd)": [],
+    "optimizer=lbfgs": ["optimizer=lbfgs"],
+    "experiment=accurate": ["experiment=accurate"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table; ``mnist-softmax bench --help`` lists options."""
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="[bench] %(message)s")
+    grid = (REFERENCE_C,) if args.quick else tuple(args.grid)
+    jobs = [{"kind": "sklearn", "C": c, "full": False} for c in grid]
+    if not args.quick:
+        jobs.append({"kind": "sklearn", "C": REFERENCE_C, "full": True})
+    labels = ["default (optimizer=sgd)"] if args.quick else list(PROJECT_CONFIGS)
+    jobs += [{"kind": "project", "label": k, "overrides": PROJECT_CONFIGS[k]} for k in labels]
+    prepared = args.prepared_dir or _default_prepared(args.params, args.overrides)
+    common = {"params": str(args.params.resolve()), "limit": args.limit, "prepared": prepared}
+    results = []
+    for job in jobs:
+        job = {**job, **common, "overrides": [*job.get("overrides", []), *args.overrides]}
+        results.append(_run_isolated(job) if args.isolate else run_job(job))
+        log.info(
+            "%s: test acc %.4f in %.2f s",
+            *(results[-1][k] for k in ("config", "test acc", "fit s")),
+        )
+    table = summarize(results)
+    text = table.to_markdown(index=False, floatfmt=".4g")
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def summarize(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """Mark the sklearn fit with the best validation accuracy as baseline; add time ratios."""
+    table = pd.DataFrame(results)
+    grid = table[table["config"].str.startswith("sklearn") & ~table["config"].str.contains("60k")]
+    base = grid["val acc"].idxmax()
+    table.loc[base, "config"] += " [baseline]"
+    table["time / baseline"] = table["fit s"] / table.loc[base, "fit s"]
+    table["acc - baseline"] = table["test acc"] - table.loc[base, "test acc"]
+    return table
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Fit one configuration and return its row of the table (runs in a worker process)."""
+    train, val, test, scaler = _load(job["prepared"], job["limit"])
+    if job["kind"] == "sklearn":
+        from sklearn.linear_model import LogisticRegression
+
+        if job["full"]:
+            train = Split(np.concatenate([train.X, val.X]), np.concatenate([train.y, val.y]))
+        X = scaler.transform(train.X, np.float64)
+        clf = LogisticRegression(C=job["C"], max_iter=1000)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a ConvergenceWarning shows up as n_iter = 1000
+            clf.fit(X, train.y)
+        seconds = time.perf_counter() - started
+        logits = {name: clf.decision_function(scaler.transform(s.X, np.float64))
+                  for name, s in (("val", val), ("test", test))}  # fmt: skip
+        size = "60k" if job["full"] else f"{len(train)}"
+        label = f"sklearn lbfgs C={job['C']:g} ({size} images, {int(clf.n_iter_[0])} it)"
+    else:
+        from mnist_softmax.model.training import train as train_model
+
+        cfg = config_from_container(compose(job["params"], job["overrides"]))
+        started = time.perf_counter()
+        result = train_model(train, val, scaler, cfg)
+        seconds = time.perf_counter() - started
+        logits = {"val": result.model.logits(val.X), "test": result.model.logits(test.X)}
+        unit = "it" if result.summary["optimizer"] == "lbfgs" else "ep"
+        label = f"{job['label']} ({result.summary['epochs_run']} {unit})"
+    from mnist_softmax.model.numerics import accuracy, nll
+    from mnist_softmax.model.training import peak_rss_mb
+
+    return {
+        "config": label,
+        "val acc": accuracy(logits["val"], val.y),
+        "test acc": accuracy(logits["test"], test.y),
+        "test NLL": nll(logits["test"], test.y),
+        "fit s": seconds,
+        "peak RSS MB": peak_rss_mb(),
+    }
+
+
+def _run_isolated(job: dict[str, Any]) -> dict[str, Any]:
+    """Run ``job`` in a fresh spawned process: its ru_maxrss is that fit's own peak."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run_job, (job,))
+
+
+def _load(prepared: str, limit: int | None) -> tuple[Split, Split, Split, Any]:
+    train, val, test = (load_split(split_path(prepared, s)) for s in ("train", "val", "test"))
+    if limit:
+        train = Split(train.X[:limit], train.y[:limit])
+    return train, val, test, load_scaler(scaler_path(prepared))
+
+
+def _default_prepared(params: Path, overrides: list[str]) -> str:
+    return str(Path(config_from_container(compose(params, overrides)).paths.prepared_dir).resolve())
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mnist-softmax bench", description=__doc__.split("\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for this project's configs")
+    parser.add_argument("--quick", action="store_true", help="sklearn C=0.03 and default only")
+    parser.add_argument("--params", type=Path, default=Path("params"), help="Hydra config dir")
+    parser.add_argument("--prepared-dir", help="prepared splits (default: paths.prepared_dir)")
+    parser.add_argument("--limit", type=int, help="use only the first N training images")
+    parser.add_argument("--grid", type=float, nargs="+", default=list(C_GRID), help="C values")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument(
+        "--no-isolate", dest="isolate", action="store_false",
+        help="fit in this process (faster start; RSS is then the process-wide peak)",
+    )  # fmt: skip
+    return parser.parse_args(argv)

@@ -1,0 +1,1 @@
+"""log: everything that talks to MLflow (the only subpackage that imports mlflow)."""

@@ -1,0 +1,111 @@
+"""The model registry as the retrain job sees it: aliases, version lookup, scoring, decisions.
+
+Aliases (``champion``, ``previous``) replace MLflow's deprecated stages. MLflow has no
+compare-and-set for aliases, so :func:`move_champion` re-reads the alias immediately before
+moving it: a promotion made by someone else during a (minutes-long) retrain is detected and
+left alone; only the milliseconds between the read and the write remain unguarded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mnist_softmax.config import RETRAIN_METRICS, Config, TrackingConfig
+from mnist_softmax.data.splits import Split
+from mnist_softmax.errors import PipelineError
+from mnist_softmax.evaluation.evaluate import score_logits
+from mnist_softmax.model.numerics import accuracy
+from mnist_softmax.tracking.run_logging import TAG_RETRAIN_ID
+from mnist_softmax.tracking.store import resolve_store
+
+log = logging.getLogger(__name__)
+
+CHAMPION, PREVIOUS = "champion", "previous"
+TAG_DECISION = "retrain.decision"
+
+
+class ChampionMovedError(PipelineError):
+    """The champion alias moved while this job ran: someone else promoted; do not overwrite."""
+
+    exit_code = 6
+
+
+def client_for(tracking: TrackingConfig) -> MlflowClient:
+    uri = resolve_store(tracking).uri
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str = CHAMPION) -> str | None:
+    """Return the version holding ``alias``, or None (no alias, or no registered model yet)."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def require_version(client: MlflowClient, name: str, version: str) -> None:
+    """Raise PipelineError unless ``name`` has a registered ``version``."""
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise PipelineError(f"{name} has no version {version}") from None
+
+
+def latest_version(client: MlflowClient, name: str) -> str | None:
+    """Return the newest registered version of ``name``, or None when there is none."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
+def run_of_retrain(client: MlflowClient, experiment: str, retrain_id: str):
+    """Return the run the log stage made for this retrain job, or None when it logged none."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id], f"tags.`{TAG_RETRAIN_ID}` = '{retrain_id}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def score_version(name: str, version: str, test: Split, cfg: Config) -> dict[str, float]:
+    """Score a registered version on ``test`` as the evaluate stage scores its model.
+
+    The version's pyfunc is loaded as served (its own ``model.npz`` and temperature), then its
+    logits go through :func:`mnist_softmax.evaluation.evaluate.score_logits`: the same formulas
+    that wrote ``reports/metrics.json``, so a freshly logged model scores what evaluate said.
+    """
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    logits = served.model.logits(test.X).astype(np.float64)
+    ev = cfg.evaluation
+    calibrated = score_logits(logits, test.y, served.temperature, ev.n_bins, ev.binning)
+    scores = {
+        "test/acc": accuracy(logits, test.y),
+        "test/nll_calibrated": calibrated.values["nll"],
+        "test/ece_calibrated": calibrated.values["ece"],
+    }
+    assert tuple(scores) == RETRAIN_METRICS  # the names the config validates against
+    return scores
+
+
+def move_champion(client: MlflowClient, name: str, new: str, expected: str | None) -> None:
+    """Point ``champion`` at ``new`` (and ``previous`` at the old one) if nobody moved it."""
+    current = alias_version(client, name)
+    if current == new == expected:
+        log.info("v%s already holds the champion alias; nothing moved", new)
+        return
+    if current != expected:
+        raise ChampionMovedError(
+            f"champion of {name} moved from v{expected} to v{current} during this job: "
+            f"not overwritten; v{new} stays a candidate (promote it by hand if wanted)"
+        )
+    if expected is not None:  # keep the old champion reachable for a rollback
+        client.set_registered_model_alias(name, PREVIOUS, expected)
+    client.set_registered_model_alias(name, CHAMPION, new)
+    log.info("champion of %s: v%s -> v%s", name, expected, new)

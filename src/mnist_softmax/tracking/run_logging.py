@@ -1,0 +1,282 @@
+"""MLflow tracking: one complete run per pipeline execution, and the store's housekeeping.
+
+The only module (with :mod:`mnist_softmax.tracking.pyfunc`) that imports mlflow, whose import and
+first connection cost seconds. DVC's files are the source of truth; :func:`log_pipeline_run`
+mirrors them (see :mod:`mnist_softmax.tracking.run_record` for what goes where) inside one
+``with mlflow.start_run()`` block, so any failure, SIGTERM included, ends the run FAILED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.data.http_dataset_source import HTTPDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.types import Schema, TensorSpec
+
+from mnist_softmax.config import Config, TrackingConfig
+from mnist_softmax.errors import PipelineError
+from mnist_softmax.model.curves import read_curves
+from mnist_softmax.tracking import run_record
+from mnist_softmax.tracking.pyfunc import log_pyfunc
+from mnist_softmax.tracking.store import repo_root, resolve_store
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in DVC's log
+
+TAG_PID, TAG_HOST = "mnist_softmax.pid", "mnist_softmax.host"  # for end_stale_runs
+TAG_VERSION = "registered_model_version"
+# set by `mnist-softmax retrain` so it can find the run its pipeline logged
+RETRAIN_ID_ENV, TAG_RETRAIN_ID = "MNIST_SOFTMAX_RETRAIN_ID", "mnist_softmax.retrain_id"
+VERSION_TAG_METRICS = ("test/acc", "test/nll_calibrated", "test/ece_calibrated", "temperature")
+
+
+class RunTerminatedError(PipelineError):
+    """SIGTERM arrived while logging; raised so the run ends FAILED, not RUNNING forever."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """What :func:`log_pipeline_run` created: the run and the registered model version."""
+
+    run_id: str
+    experiment_id: str
+    model_version: str
+    n_params: int
+    n_metrics: int
+
+
+def ensure_store(tracking: TrackingConfig) -> str:
+    """Create (or upgrade) the store and the experiment once; return the experiment id.
+
+    Call it before parallel use (``dvc queue start -j 2``): two processes creating a fresh
+    sqlite schema at once can collide. The experiment gets an explicit artifact location so
+    artifacts land in ``<repo>/mlflow/artifacts``, not in whatever cwd DVC ran the stage from.
+    """
+    store = resolve_store(tracking)
+    if store.artifact_location:
+        Path(store.artifact_location).mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(store.uri)
+    client = MlflowClient(store.uri)
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(store.artifact_location).as_uri() if store.artifact_location else None
+    try:
+        return client.create_experiment(tracking.experiment_name, artifact_location=location)
+    except MlflowException:  # a parallel process created it first
+        experiment = client.get_experiment_by_name(tracking.experiment_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def log_pipeline_run(cfg: Config) -> LoggedRun:
+    """Log params, metrics, curves, artefacts, tags, dataset and model as ONE run.
+
+    Reads the files named in ``cfg.paths`` (relative to the cwd, where DVC runs the stage) and
+    registers the model as a new version of ``cfg.tracking.registered_model``. An MLflow
+    error becomes one :class:`PipelineError` line (the run, if started, ends FAILED first).
+    """
+    try:
+        return _log_pipeline_run(cfg)
+    except MlflowException as exc:
+        uri = resolve_store(cfg.tracking).uri
+        raise PipelineError(f"MLflow ({uri}): {str(exc).splitlines()[0]}") from exc
+
+
+def _log_pipeline_run(cfg: Config) -> LoggedRun:
+    experiment_id = ensure_store(cfg.tracking)
+    exp_name = os.environ.get("DVC_EXP_NAME") or ""
+    freeze = run_record.environment_freeze()
+    tags = {
+        **run_record.git_tags(),
+        **run_record.dvc_lock_tags(),
+        **run_record.data_tags(cfg),
+        **run_record.environment_tags(freeze, repo_root()),
+        "dvc.exp_name": exp_name,
+        "config_hash": cfg.hash(),
+        TAG_PID: str(os.getpid()),
+        TAG_RETRAIN_ID: os.environ.get(RETRAIN_ID_ENV, ""),
+        TAG_HOST: socket.gethostname(),
+    }
+    if tags["git.commit"] != "unknown":
+        tags["mlflow.source.git.commit"] = tags["git.commit"]
+    params = run_record.flatten_params(cfg)
+    metrics = run_record.read_final_metrics(cfg.paths)
+    with (
+        _sigterm_raises(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=exp_name or None, tags=tags) as run,
+    ):
+        run_id = run.info.run_id
+        _log_values(run_id, params, metrics, cfg.paths.train_curves)
+        for folder, files in run_record.artifact_files(cfg.paths).items():
+            for path in files:
+                mlflow.log_artifact(str(path), artifact_path=folder)
+        mlflow.log_text(freeze, "environment/pip-freeze.txt")
+        _log_input_once(_dataset(cfg))
+        version = _log_model(cfg, metrics)
+        mlflow.set_tag(TAG_VERSION, version)
+    return LoggedRun(run_id, experiment_id, version, len(params), len(metrics))
+
+
+def _log_values(run_id: str, params: dict, metrics: dict, curves_path: str) -> None:
+    """Send params, final metrics and every curve point in batched requests."""
+    now = int(time.time() * 1000)
+    curves = read_curves(curves_path)
+    steps = curves["epoch"].astype(int).tolist()
+    points = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    for column in curves.columns.drop("epoch"):
+        points += [
+            Metric(f"{run_record.CURVE_PREFIX}{column}", float(v), now, step)
+            for step, v in zip(steps, curves[column].astype(float), strict=True)
+            if np.isfinite(v)  # L-BFGS has no learning rate: NaN cells are skipped
+        ]
+    # MlflowClient.log_batch splits into requests of <= 100 params and <= 1000 metrics
+    MlflowClient().log_batch(
+        run_id, metrics=points, params=[Param(k, v) for k, v in params.items()]
+    )
+
+
+def _log_input_once(dataset: MetaDataset, attempts: int = 3) -> None:
+    """Log the dataset input, surviving parallel log stages that insert it at the same time.
+
+    MLflow checks for the dataset and then inserts it; two queued experiments doing that at
+    once make the slower one fail on the unique key (seen on PostgreSQL). The row exists by
+    then, so trying again links to it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as exc:
+            duplicate = "unique" in str(exc).lower() or "duplicate" in str(exc).lower()
+            if not duplicate or attempt == attempts:
+                raise
+            log.info("dataset inserted concurrently by another run; linking to it")
+            time.sleep(0.5 * attempt)
+
+
+def _dataset(cfg: Config) -> MetaDataset:
+    """Describe the data by name, source and checksum (the arrays stay in DVC's cache)."""
+    n_pixels = int(np.prod(cfg.data.image_shape))
+    schema = Schema(
+        [
+            TensorSpec(np.dtype(np.uint8), (-1, n_pixels), "X"),
+            TensorSpec(np.dtype(np.int64), (-1,), "y"),
+        ]
+    )
+    source = HTTPDatasetSource(cfg.data.mirrors[0])
+    return MetaDataset(
+        source, name=cfg.data.name, digest=run_record.data_digest(cfg), schema=schema
+    )
+
+
+def _log_model(cfg: Config, metrics: dict[str, float]) -> str:
+    """Log and register the pyfunc, then tag the version with what the retrain job compares."""
+    name = cfg.tracking.registered_model
+    version = log_pyfunc(cfg.paths.model, cfg.paths.calibration, name)
+    client = MlflowClient()
+    wanted = {*VERSION_TAG_METRICS, *cfg.retrain.higher_is_better, *cfg.retrain.lower_is_better}
+    for key in sorted(wanted & metrics.keys()):
+        client.set_model_version_tag(name, version, key, str(metrics[key]))
+    client.set_model_version_tag(name, version, "config_hash", cfg.hash())
+    return version
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception inside the block, so ``start_run`` ends the run FAILED."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise RunTerminatedError("terminated by SIGTERM while logging to MLflow")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def end_stale_runs(max_age_s: float, tracking: TrackingConfig) -> list[str]:
+    """Mark RUNNING runs KILLED when older than ``max_age_s`` or their process is gone.
+
+    A run is only RUNNING while its log stage lives; a SIGKILL or a power cut leaves it so
+    forever. The pid and host tags tell a dead local process at once; age catches the rest.
+    Returns the ids of the runs it ended.
+    """
+    client = MlflowClient(resolve_store(tracking).uri)
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    if experiment is None:
+        return []
+    now = int(time.time() * 1000)
+    runs = client.search_runs(
+        [experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=1000
+    )
+    ended = []
+    for run in runs:
+        too_old = (now - run.info.start_time) / 1000 > max_age_s
+        if too_old or _process_gone(run.data.tags):
+            client.set_tag(run.info.run_id, "end_reason", "stale" if too_old else "process gone")
+            client.set_terminated(run.info.run_id, status="KILLED", end_time=now)
+            ended.append(run.info.run_id)
+    log.info("ended %d stale run(s)", len(ended))
+    return ended
+
+
+def _process_gone(tags: dict[str, str]) -> bool:
+    """True when the run's recorded process ran on this host and no longer exists."""
+    if tags.get(TAG_HOST) != socket.gethostname() or not tags.get(TAG_PID, "").isdigit():
+        return False
+    try:
+        os.kill(int(tags[TAG_PID]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def search_runs(n: int, tracking: TrackingConfig) -> pd.DataFrame:
+    """Return the last ``n`` runs of the experiment, newest first (empty if there are none)."""
+    store = resolve_store(tracking)
+    local_db = store.uri.removeprefix("sqlite:///")
+    if store.uri.startswith("sqlite:///") and not Path(local_db).is_file():
+        return pd.DataFrame()  # reading must not create an empty store
+    mlflow.set_tracking_uri(store.uri)
+    if mlflow.get_experiment_by_name(tracking.experiment_name) is None:
+        return pd.DataFrame()
+    return mlflow.search_runs(
+        experiment_names=[tracking.experiment_name],
+        max_results=n,
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+# `python -m mnist_softmax.tracking.run_logging`: create the store up front
+if __name__ == "__main__":
+    from mnist_softmax.config import load_or_compose
+
+    logging.basicConfig(level=logging.INFO, format="[tracking] %(message)s")
+    config = load_or_compose().tracking
+    log.info("experiment id %s at %s", ensure_store(config), resolve_store(config).uri)

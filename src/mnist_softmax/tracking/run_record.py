@@ -1,0 +1,190 @@
+"""What one MLflow run records, gathered from the pipeline's files without importing mlflow.
+
+The log stage mirrors DVC's files into MLflow: the composed config becomes flat params
+(``optimizer.lr``), the JSON metrics files flat metrics (``test/acc``), and git, ``dvc.lock``
+and the data checksums become tags. Kept apart from :mod:`mnist_softmax.tracking.run_logging`
+so the pure parts are testable without a store and without mlflow's multi-second import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnist_softmax.config import Config, PathsConfig
+from mnist_softmax.errors import DataError
+
+MAX_PARAM_CHARS = 500  # MLflow accepts 6000 since 2.x; 500 keeps old servers and the UI happy
+CURVE_PREFIX = "curve/"  # per-step metrics: curve/val/nll at step = epoch
+
+
+def flatten_params(cfg: Config) -> dict[str, str]:
+    """Flatten the composed config to ``{"optimizer.lr": "0.1", ...}`` (lists as JSON text)."""
+    flat: dict[str, str] = {}
+
+    def visit(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                visit(value, f"{prefix}{key}.")
+            return
+        text = json.dumps(node) if isinstance(node, list | dict) else str(node)
+        flat[prefix[:-1]] = _truncate(text)
+
+    visit(cfg.to_dict(), "")
+    return flat
+
+
+def flatten_metrics(data: dict[str, Any], top_prefix: str = "") -> dict[str, float]:
+    """Flatten nested JSON metrics with "/" (``{"test": {"acc": x}}`` -> ``test/acc``).
+
+    Top-level scalars get ``top_prefix`` (``train_seconds`` of train.json -> ``train/...``);
+    booleans become 0/1 and text (already a param) is skipped, since metrics are numbers.
+    """
+    flat = _flatten_nested(data)
+    return {(k if "/" in k else f"{top_prefix}{k}"): v for k, v in flat.items()}
+
+
+def _flatten_nested(node: dict[str, Any]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": v for k, v in _flatten_nested(value).items()})
+        elif isinstance(value, bool | int | float) and math.isfinite(float(value)):
+            flat[str(key)] = float(value)
+    return flat
+
+
+def read_final_metrics(paths: PathsConfig) -> dict[str, float]:
+    """Merge every JSON metrics file into one flat dict (later files win on shared keys).
+
+    The calibrate stage's ``val/*`` (same model, same split) supersedes train.json's.
+    """
+    sources = [
+        (paths.data_report, "data/"),
+        (paths.train_metrics, "train/"),
+        (paths.calibration_metrics, "calibration/"),
+        (paths.eval_metrics, ""),  # temperature, test/*, per_class/*
+    ]
+    merged: dict[str, float] = {}
+    for path, prefix in sources:
+        merged.update(flatten_metrics(json.loads(_existing(path).read_text()), prefix))
+    return merged
+
+
+def git_tags(cwd: Path | None = None) -> dict[str, str]:
+    """Return the commit and whether code or config differ from it (``unknown`` outside git).
+
+    ``params.yaml`` and ``dvc.lock`` do not count: every ``dvc exp run`` rewrites them (the
+    ``-S`` overrides), and the params are logged anyway. A queued experiment's HEAD is its
+    baseline commit, so commit + params identify the run.
+    """
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    pathspec = ["--", ".", ":(exclude)params.yaml", ":(exclude)dvc.lock"]
+    status = _git(["status", "--porcelain", "--untracked-files=no", *pathspec], cwd)
+    return {
+        "git.commit": commit or "unknown",
+        "git.dirty": "unknown" if status is None else str(bool(status)).lower(),
+    }
+
+
+def _git(args: list[str], cwd: Path | None) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def dvc_lock_tags(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
+    """Return ``dvc.<stage>.<out path>: md5`` for every stage output recorded in dvc.lock.
+
+    DVC writes each stage's lock entry as soon as the stage ends, so when ``log`` runs the
+    entries describe the outputs of this very execution.
+    """
+    path = Path(lock_path)
+    if not path.is_file():
+        return {}
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+    return {
+        f"dvc.{stage}.{out['path']}": str(out.get("md5", ""))
+        for stage, entry in stages.items()
+        for out in entry.get("outs", [])
+    }
+
+
+def data_tags(cfg: Config) -> dict[str, str]:
+    """Return the sha256 of each raw data file (from the config DVC verified them against)."""
+    files = cfg.to_dict()["data"]["files"]
+    return {f"data.sha256.{key}": spec["sha256"] for key, spec in files.items()}
+
+
+def data_digest(cfg: Config) -> str:
+    """Return one 32-hex digest of all data files (MLflow caps dataset digests at 36 chars)."""
+    joined = "".join(sorted(data_tags(cfg).values())).encode()
+    return hashlib.sha256(joined).hexdigest()[:32]
+
+
+LOCK_FILE = "requirements.lock"
+
+
+def environment_freeze() -> str:
+    """Return ``name==version`` of every installed distribution, sorted (``pip freeze``'s view).
+
+    Same seed gives bit-identical weights only in the same environment (numpy, BLAS); logged
+    beside each run so a difference can be traced to its cause.
+    """
+    names = {
+        f"{d.metadata['Name']}=={d.version}"
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"]
+    }
+    return "\n".join(sorted(names, key=str.lower)) + "\n"
+
+
+def environment_tags(freeze: str, root: Path) -> dict[str, str]:
+    """Return the sha256 of the environment's freeze and of ``requirements.lock`` (if present)."""
+    lock = root / LOCK_FILE
+    return {
+        "env.freeze_sha256": hashlib.sha256(freeze.encode()).hexdigest(),
+        "env.lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "",
+    }
+
+
+def artifact_files(paths: PathsConfig) -> dict[str, list[Path]]:
+    """Return the files to attach, keyed by the artifact folder they go to."""
+    reports = [
+        paths.data_report,
+        paths.train_metrics,
+        paths.train_curves,
+        paths.calibration_metrics,
+        paths.eval_metrics,
+        paths.reliability,
+        paths.confusion,
+        paths.calibration,
+    ]
+    pipeline = ["params.yaml", "dvc.yaml", "dvc.lock"]
+    return {
+        "reports": [Path(p) for p in reports if Path(p).is_file()],
+        "reports/figures": sorted(Path(paths.figures_dir).glob("*.png")),
+        "pipeline": [Path(p) for p in pipeline if Path(p).is_file()],
+    }
+
+
+def _existing(path: str | Path) -> Path:
+    """Return ``path`` if it exists, else fail with the stage that makes it."""
+    if not Path(path).is_file():
+        raise DataError(f"{path} not found: run `dvc repro` so the earlier stages write it")
+    return Path(path)
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."

@@ -1,0 +1,43 @@
+"""Where MLflow runs go: the tracking URI and the local artifact folder, without mlflow.
+
+Kept apart from the modules that import mlflow so ``mnist-softmax ui`` and ``compare`` find
+the store without paying for mlflow's multi-second import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_softmax.config import TrackingConfig
+
+STORE_DIR = "mlflow"  # <repo>/mlflow: mlflow.db + artifacts/ (never an __init__.py there)
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where runs go: a tracking URI and, for a local sqlite store, the artifact folder."""
+
+    uri: str
+    artifact_location: str | None
+
+
+def repo_root() -> Path:
+    """Return the project root: ``$DVC_ROOT`` when DVC runs the stage, else the cwd.
+
+    Queued experiments run in ``<repo>/.dvc/tmp/exps/tmpXXXX``; DVC still sets ``DVC_ROOT`` to
+    the repo (checked with dvc 3), so every experiment writes to the one shared store.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def resolve_store(tracking: TrackingConfig) -> Store:
+    """Pick the tracking URI: ``$MLFLOW_TRACKING_URI`` > ``tracking.uri`` > repo sqlite."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.uri
+    if not uri:
+        uri = f"sqlite:///{repo_root() / STORE_DIR / 'mlflow.db'}"
+    if not uri.startswith("sqlite:///"):
+        return Store(uri=uri, artifact_location=None)  # a server or file store decides
+    db = Path(uri.removeprefix("sqlite:///"))
+    return Store(uri=uri, artifact_location=str(db.parent / "artifacts"))

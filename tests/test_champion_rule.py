@@ -1,0 +1,87 @@
+"""The champion/challenger rule and the job lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mnist_softmax.config import RetrainConfig
+from mnist_softmax.ops.champion_rule import decide
+from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
+
+RULE = RetrainConfig(
+    higher_is_better=["test/acc"],
+    lower_is_better=["test/nll_calibrated", "test/ece_calibrated"],
+    margins={"test/nll_calibrated": -1e-4, "test/ece_calibrated": 0.002},
+)
+CHAMPION = {"test/acc": 0.925, "test/nll_calibrated": 0.270, "test/ece_calibrated": 0.005}
+
+
+def test_first_model_is_promoted():
+    assert decide(CHAMPION, None, RULE).promote
+
+
+def test_better_challenger_is_promoted():
+    better = {"test/acc": 0.926, "test/nll_calibrated": 0.265, "test/ece_calibrated": 0.006}
+    decision = decide(better, CHAMPION, RULE)
+    assert decision.promote and decision.label == "promoted"
+    assert len(decision.reasons) == 3
+
+
+def test_identical_model_is_kept_because_nll_must_improve():
+    decision = decide(dict(CHAMPION), CHAMPION, RULE)
+    assert not decision.promote
+    assert decision.reasons == [
+        "test/nll_calibrated: challenger 0.27000 vs champion 0.27000 (margin -0.0001) worse"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("metric", "value"),
+    [("test/acc", 0.924), ("test/nll_calibrated", 0.2700), ("test/ece_calibrated", 0.0071)],
+)
+def test_worse_on_any_metric_is_kept(metric, value):
+    challenger = {"test/acc": 0.93, "test/nll_calibrated": 0.2, "test/ece_calibrated": 0.005}
+    challenger[metric] = value
+    decision = decide(challenger, CHAMPION, RULE)
+    assert not decision.promote
+    assert decision.reasons[0].startswith(metric)
+
+
+def test_ece_within_margin_passes():
+    challenger = {"test/acc": 0.925, "test/nll_calibrated": 0.26, "test/ece_calibrated": 0.0069}
+    assert decide(challenger, CHAMPION, RULE).promote
+
+
+def test_missing_metric_is_not_a_win():
+    decision = decide({"test/acc": 0.99}, CHAMPION, RULE)
+    assert not decision.promote
+    assert "missing" in decision.reasons[0]
+
+
+def test_lock_is_exclusive_across_processes(tmp_path):
+    lock = tmp_path / "retrain.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockBusyError, match=f"pid {holder.pid}"), exclusive_lock(lock):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel released the dead holder's lock: no stale lock after SIGKILL
+    with exclusive_lock(lock):
+        assert lock.read_text().strip() != str(holder.pid)
+
+
+_HOLD_LOCK = """
+import sys, time
+from mnist_softmax.ops.lock import exclusive_lock
+with exclusive_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""

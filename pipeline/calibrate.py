@@ -1,8 +1,9 @@
 """calibrate: data/prepared (val), models/model.npz
 -> models/calibration.json, reports/calibration.json (DVC metrics).
 
-Fits one temperature on the validation split (Guo et al. 2017), or keeps T = 1 for
-``calibration=none``, and records validation NLL/ECE before and after as DVC metrics.
+Fits one temperature on the validation split (Guo et al. 2017) by the model's own loss (the
+NLL, or the sparsemax loss for a sparsemax model), or keeps T = 1 for ``calibration=none``, and
+records that loss and the ECE before and after as DVC metrics.
 """
 
 from mnist_softmax.atomic import write_json
@@ -27,14 +28,16 @@ def main(cfg: Config) -> None:
         t_max=cfg.calibration.t_max,
         n_bins=cfg.evaluation.n_bins,
         binning=cfg.evaluation.binning,
+        output=model.output,
     )
     write_json(cfg.paths.calibration, result.to_params())
     write_json(cfg.paths.calibration_metrics, result.to_metrics())
     log.info(
-        "T = %.4f: val NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+        "T = %.4f: val %s %.4f -> %.4f, ECE %.4f -> %.4f",
         result.temperature,
-        result.nll,
-        result.nll_calibrated,
+        result.criterion,
+        result.loss,
+        result.loss_calibrated,
         result.ece,
         result.ece_calibrated,
     )

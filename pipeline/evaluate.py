@@ -26,13 +26,15 @@ def main(cfg: Config) -> None:
     rng = np.random.default_rng(cfg.seed)  # bootstrap resamples of the ECE interval
     temperature = load_temperature(paths.calibration)
     result = evaluate(model.logits(test.X), test.y, temperature, names, rng, ev.n_bins,
-                      ev.binning, ev.bootstrap_samples, ev.ci_level)  # fmt: skip
+                      ev.binning, ev.bootstrap_samples, ev.ci_level, model.output)  # fmt: skip
     result.write(paths.eval_metrics, paths.reliability, paths.confusion)
     write_figures(result, model.W, tuple(model.image_shape), test.X,
                   read_curves(paths.train_curves), paths.figures_dir, ev.n_mistakes)  # fmt: skip
     t = result.metrics["test"]
-    log.info("test acc %.4f: NLL %.4f -> %.4f, ECE %.4f -> %.4f (T = %.3f)", t["acc"], t["nll"],
-             t["nll_calibrated"], t["ece"], t["ece_calibrated"], temperature)  # fmt: skip
+    nll = [f"{t[k]:.4f}" if k in t else "inf" for k in ("nll", "nll_calibrated")]  # sparsemax: inf
+    log.info("test acc %.4f (%s): Brier %.4f -> %.4f, ECE %.4f -> %.4f, NLL %s -> %s, "
+             "support %.2f (T = %.3f)", t["acc"], model.output, t["brier"], t["brier_calibrated"],
+             t["ece"], t["ece_calibrated"], *nll, t["support_calibrated"], temperature)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -104,11 +104,13 @@ def test_evaluate_layout_and_sklearn_agreement() -> None:
     z, y = _logits(seed=5)
     result = evaluate(3.0 * z, y, 3.0, NAMES, np.random.default_rng(0), bootstrap_samples=200)
     test = result.metrics["test"]
+    sparsity = {"sparsemax_loss", "true_zero", "support", "single"}
     assert set(test) == {
         "acc", "nll", "brier", "ece", "mce", "ece_ci_low", "ece_ci_high", "nll_calibrated",
         "brier_calibrated", "ece_calibrated", "mce_calibrated", "ece_calibrated_ci_low",
-        "ece_calibrated_ci_high",
+        "ece_calibrated_ci_high", *sparsity, *(f"{k}_calibrated" for k in sparsity),
     }  # fmt: skip
+    assert test["support"] == 10 and test["true_zero"] == test["single"] == 0  # softmax: dense
     assert result.metrics["temperature"] == 3.0
     assert test["acc"] == np.mean(z.argmax(axis=1) == y)
     assert test["nll_calibrated"] == pytest.approx(nll(z, y))

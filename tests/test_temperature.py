@@ -40,7 +40,7 @@ def test_accuracy_is_identical_before_and_after() -> None:
     result = calibrate(3.0 * z, y)
     assert result.acc == np.mean(z.argmax(axis=1) == y)
     np.testing.assert_array_equal(z.argmax(axis=1), (z / result.temperature).argmax(axis=1))
-    assert result.nll_calibrated < result.nll
+    assert result.loss_calibrated < result.loss
     assert result.ece_calibrated < result.ece
 
 
@@ -61,8 +61,8 @@ def test_worse_validation_nll_is_flagged(caplog: pytest.LogCaptureFixture) -> No
     z, y = _calibrated_logits(seed=4)  # best T is about 1, outside [2, 5]
     with caplog.at_level(logging.WARNING):
         result = calibrate(z, y, t_min=2.0, t_max=5.0)
-    assert result.nll_worse and result.at_bound
-    assert result.nll_calibrated > result.nll
+    assert result.loss_worse and result.at_bound
+    assert result.loss_calibrated > result.loss
     assert "makes the validation NLL worse" in caplog.text
 
 
@@ -70,8 +70,8 @@ def test_method_none_keeps_temperature_one() -> None:
     z, y = _calibrated_logits(n=500, seed=5)
     result = calibrate(3.0 * z, y, method="none")
     assert result.temperature == 1.0
-    assert result.nll_calibrated == result.nll and result.ece_calibrated == result.ece
-    assert not result.at_bound and not result.nll_worse
+    assert result.loss_calibrated == result.loss and result.ece_calibrated == result.ece
+    assert not result.at_bound and not result.loss_worse
     assert result.to_params() == {"method": "none", "temperature": 1.0}
 
 

@@ -97,9 +97,11 @@ class DataConfig:
 class ModelConfig:
     dtype: str = MISSING
     l2: float = MISSING
+    output: str = MISSING
 
     def __post_init__(self) -> None:
         _one_of("model.dtype", self.dtype, ("float32", "float64"))
+        _one_of("model.output", self.output, ("softmax", "sparsemax"))
         _require(self.l2 >= 0, "model.l2", self.l2, "float >= 0")
 
 

@@ -10,10 +10,17 @@ NLL that the temperature minimizes (the tests check both agree when nothing satu
 ``brier_score_loss`` takes a probability matrix since scikit-learn 1.7 and then returns the
 mean over samples of ``sum_k (p_k - onehot_k)^2`` (``scale_by_half="auto"`` keeps the
 unhalved multiclass form).
+
+A sparsemax model's probabilities hold exact zeros, so its NLL is infinite as soon as one test
+image gives its true class p = 0. The metrics file keeps finite numbers only ("NLL where it is
+finite"), and always says how sparse the output is: the share of images whose true class gets
+p = 0 (``true_zero``), the mean number of classes with p > 0 (``support``) and the share of
+single-class predictions (``single``), for either output kind, next to the sparsemax loss.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,17 +41,19 @@ from mnist_softmax.evaluation.reliability import (
     ece_bootstrap_ci,
     reliability_bins,
 )
-from mnist_softmax.model.numerics import accuracy, nll, softmax
+from mnist_softmax.model.numerics import accuracy, nll, sparsemax_loss
+from mnist_softmax.model.outputs import probabilities
 
 MODELS = ("uncalibrated", "calibrated")
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Probabilistic scores of ``softmax(logits / T)`` on one labelled split.
+    """Probabilistic scores of ``softmax(logits / T)`` (or sparsemax) on one labelled split.
 
     proba : ndarray of shape (n_samples, n_classes); bins : the confidence bins of the ECE;
-    values : ``nll``, ``brier``, ``ece``, ``mce``.
+    values : ``nll`` (``inf`` when a true class gets p = 0), ``brier``, ``ece``, ``mce``,
+    ``sparsemax_loss``, ``true_zero``, ``support``, ``single``.
     """
 
     proba: np.ndarray
@@ -53,25 +62,49 @@ class Scores:
 
 
 def score_logits(
-    logits: np.ndarray, y: np.ndarray, temperature: float, n_bins: int, binning: str
+    logits: np.ndarray,
+    y: np.ndarray,
+    temperature: float,
+    n_bins: int,
+    binning: str,
+    output: str = "softmax",
 ) -> Scores:
-    """Score ``softmax(logits / temperature)`` against ``y``: NLL, Brier, ECE and MCE.
+    """Score ``output(logits / temperature)`` against ``y``: NLL, Brier, ECE, MCE, sparsity.
 
     The one definition of these metrics: evaluate reports them for T = 1 and the fitted T, and
     the retrain job scores the champion and the challenger with it, so their numbers agree.
+    ``output`` is the model's kind (``softmax`` or ``sparsemax``); the sparsemax loss of
+    ``logits / T`` and the sparsity measures are reported for both kinds, so they compare.
 
     logits : ndarray of shape (n_samples, n_classes), float64; y : ndarray of shape (n_samples,)
     """
-    proba = softmax(logits, temperature)
+    proba = probabilities(logits, output, temperature)
     bins = reliability_bins(proba, y, n_bins, binning)
     labels = np.arange(logits.shape[1])
+    p_true = np.take_along_axis(proba, np.asarray(y)[:, None], axis=1)[:, 0]
+    support = np.count_nonzero(proba > 0, axis=1)
     values = {
-        "nll": nll(logits, y, temperature),
+        "nll": _nll(logits, y, temperature, output, p_true),
         "brier": float(brier_score_loss(y, proba, labels=labels)),
         "ece": bins.ece,
         "mce": bins.mce,
+        "sparsemax_loss": sparsemax_loss(logits, y, temperature),
+        "true_zero": float(np.mean(p_true == 0)),
+        "support": float(np.mean(support)),
+        "single": float(np.mean(support == 1)),
     }
     return Scores(proba=proba, bins=bins, values=values)
+
+
+def _nll(
+    logits: np.ndarray, y: np.ndarray, temperature: float, output: str, p_true: np.ndarray
+) -> float:
+    """Return the NLL of the output's probabilities: from the logits for softmax (exact even
+    where p underflows to 0), from ``p`` itself otherwise (``inf`` once a true p is 0)."""
+    if output == "softmax":
+        return nll(logits, y, temperature)
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(np.log(p_true)))
 
 
 @dataclass(frozen=True)
@@ -121,7 +154,10 @@ class Evaluation:
     def write(
         self, metrics_path: str | Path, reliability_path: str | Path, confusion_path: str | Path
     ) -> None:
-        """Write the DVC metrics JSON and the two DVC plots CSVs (atomically)."""
+        """Write the DVC metrics JSON and the two DVC plots CSVs (atomically).
+
+        ``metrics`` holds finite numbers only (see :func:`evaluate`), so the JSON is strict.
+        """
         write_json(metrics_path, self.metrics)
         for table, path in (
             (self.reliability_table(), reliability_path),
@@ -141,6 +177,7 @@ def evaluate(
     binning: str = "uniform",
     bootstrap_samples: int = 1000,
     ci_level: float = 0.95,
+    output: str = "softmax",
 ) -> Evaluation:
     """Measure test logits before and after dividing them by ``temperature``.
 
@@ -157,11 +194,14 @@ def evaluate(
         Drives the bootstrap resamples of the ECE interval.
     n_bins, binning, bootstrap_samples, ci_level
         As in ``cfg.evaluation``.
+    output : {"softmax", "sparsemax"}
+        The model's output kind (recorded in the model file).
 
     Returns
     -------
     Evaluation
-        ``metrics`` has the ``reports/metrics.json`` layout.
+        ``metrics`` has the ``reports/metrics.json`` layout; a value that is not finite (the
+        NLL of a sparsemax model that gives a true class p = 0) is left out.
     """
     z = check_logits(logits, y, "test")
     if len(y) == 0:
@@ -171,10 +211,11 @@ def evaluate(
     probas, bins = {}, {}
     for name, t in zip(MODELS, (1.0, temperature), strict=True):
         suffix = "" if name == "uncalibrated" else "_calibrated"
-        scores = score_logits(z, y, t, n_bins, binning)
+        scores = score_logits(z, y, t, n_bins, binning, output)
         p = probas[name] = scores.proba
         b = bins[name] = scores.bins
-        test |= {f"{key}{suffix}": value for key, value in scores.values.items()}
+        finite = {key: value for key, value in scores.values.items() if math.isfinite(value)}
+        test |= {f"{key}{suffix}": value for key, value in finite.items()}
         interval = ece_bootstrap_ci(p, y, b.edges, bootstrap_samples, ci_level, rng)
         if interval is not None:  # bootstrap_samples=0 turns the interval off
             test[f"ece{suffix}_ci_low"], test[f"ece{suffix}_ci_high"] = interval

@@ -4,6 +4,13 @@ One scalar ``T > 0`` divides every logit: ``softmax(z / T)``. The argmax, and so
 cannot change; only the confidence does. ``T`` minimizes the validation NLL. That NLL is convex
 in ``1 / T`` (a log-sum-exp of a linear function minus a linear term), hence unimodal in
 ``log T``, so a bounded Brent search over ``log T`` finds the global minimum inside the bounds.
+
+A sparsemax model (``sparsemax(z / T)``) is calibrated the same way on its own loss, the
+sparsemax loss, not on the NLL, which is infinite as soon as one validation image gives its true
+class p = 0. The sparsemax loss is a proper criterion for sparse outputs (a Fenchel-Young loss:
+in expectation it is smallest when the predicted distribution is the true one), always finite,
+and convex in ``1 / T`` for the same reason as the NLL (``Omega*(z / T) - z_y / T + const`` with
+``Omega*`` convex), so the same bounded search finds its global minimum.
 A fit that lands on a bound, or that makes the validation NLL worse, is flagged and logged
 loudly instead of being shipped silently.
 """
@@ -22,59 +29,74 @@ from scipy.optimize import minimize_scalar
 from mnist_softmax.atomic import read_json
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.reliability import check_logits, reliability_bins
-from mnist_softmax.model.numerics import accuracy, nll, softmax
+from mnist_softmax.model.numerics import accuracy
+from mnist_softmax.model.outputs import LOSS_NAMES, output_loss, probabilities
 
 log = logging.getLogger(__name__)
 
 METHODS = ("temperature", "none")
 _XATOL = 1e-6  # tolerance of the search over log T (T to ~1e-6 relative)
 _BOUND_TOL = 1e-3  # |log T - log bound| below this counts as "landed on the bound"
-_NLL_TOL = 1e-9  # calibrated NLL above the uncalibrated one by more than this is "worse"
+_NLL_TOL = 1e-9  # calibrated loss above the uncalibrated one by more than this is "worse"
+_LABELS = {"nll": "NLL", "sparsemax_loss": "sparsemax loss"}  # for log lines
 
 
 @dataclass(frozen=True)
 class CalibrationResult:
     """A fitted temperature and the validation metrics before and after applying it.
 
-    ``nll``/``ece`` are for ``softmax(z)``, ``nll_calibrated``/``ece_calibrated`` for
-    ``softmax(z / temperature)``; ``acc`` is the same for both by construction.
+    ``criterion`` names the minimized loss (``nll`` for softmax, ``sparsemax_loss``);
+    ``loss``/``ece`` are for ``p(z)``, ``loss_calibrated``/``ece_calibrated`` for
+    ``p(z / temperature)``; ``acc`` is the same for both by construction.
     """
 
     method: str
     temperature: float
     at_bound: bool
-    nll_worse: bool
+    loss_worse: bool
     acc: float
-    nll: float
-    nll_calibrated: float
+    loss: float
+    loss_calibrated: float
     ece: float
     ece_calibrated: float
+    criterion: str = "nll"
 
     def to_params(self) -> dict[str, Any]:
         """Return the ``models/calibration.json`` content: ``{"method", "temperature"}``."""
         return {"method": self.method, "temperature": self.temperature}
 
     def to_metrics(self) -> dict[str, Any]:
-        """Return the ``reports/calibration.json`` content (DVC metrics, names carry the split)."""
+        """Return the ``reports/calibration.json`` content (DVC metrics, names carry the split).
+
+        The loss keys are named after the criterion: ``nll``, ``nll_calibrated``, ``nll_worse``
+        for softmax, ``sparsemax_loss``, ... for sparsemax.
+        """
+        name = self.criterion
         val = {
             "acc": self.acc,
-            "nll": self.nll,
-            "nll_calibrated": self.nll_calibrated,
+            name: self.loss,
+            f"{name}_calibrated": self.loss_calibrated,
             "ece": self.ece,
             "ece_calibrated": self.ece_calibrated,
         }
         return {
             "temperature": self.temperature,
             "at_bound": self.at_bound,
-            "nll_worse": self.nll_worse,
+            f"{name}_worse": self.loss_worse,
             "val": val,
         }
 
 
 def fit_temperature(
-    logits: np.ndarray, y: np.ndarray, t_min: float = 0.05, t_max: float = 20.0
+    logits: np.ndarray,
+    y: np.ndarray,
+    t_min: float = 0.05,
+    t_max: float = 20.0,
+    output: str = "softmax",
 ) -> float:
-    """Return the temperature in ``[t_min, t_max]`` that minimizes the NLL of ``softmax(z / T)``.
+    """Return the temperature in ``[t_min, t_max]`` minimizing the validation loss of ``output``.
+
+    The NLL of ``softmax(z / T)``, or the sparsemax loss of ``z / T`` for ``output="sparsemax"``.
 
     Parameters
     ----------
@@ -84,6 +106,8 @@ def fit_temperature(
         True class indices.
     t_min, t_max : float
         Search bounds, ``0 < t_min < t_max``.
+    output : {"softmax", "sparsemax"}
+        The model's output kind, which picks the loss.
 
     Returns
     -------
@@ -95,7 +119,7 @@ def fit_temperature(
     _check_not_degenerate(y, z.shape[1])
     # Search over log T: scale-free steps, and T > 0 holds by construction.
     result = minimize_scalar(
-        lambda log_t: nll(z, y, math.exp(log_t)),
+        lambda log_t: output_loss(z, y, output, math.exp(log_t)),
         bounds=(math.log(t_min), math.log(t_max)),
         method="bounded",
         options={"xatol": _XATOL},
@@ -111,6 +135,7 @@ def calibrate(
     t_max: float = 20.0,
     n_bins: int = 15,
     binning: str = "uniform",
+    output: str = "softmax",
 ) -> CalibrationResult:
     """Fit the calibration ``method`` on validation logits and measure it.
 
@@ -126,6 +151,8 @@ def calibrate(
         Bounds of the temperature search.
     n_bins, binning : int, {"uniform", "quantile"}
         Confidence bins of the ECE.
+    output : {"softmax", "sparsemax"}
+        The model's output kind: the probabilities and the loss T minimizes.
 
     Returns
     -------
@@ -135,10 +162,12 @@ def calibrate(
         raise ValueError(f"unknown calibration method {method!r} (allowed: {METHODS})")
     z = check_logits(logits, y, "validation")
     _check_not_degenerate(y, z.shape[1])
-    temperature = fit_temperature(z, y, t_min, t_max) if method == "temperature" else 1.0
-    at_bound = method == "temperature" and _on_bound(temperature, t_min, t_max)
-    nll_before, nll_cal = nll(z, y), nll(z, y, temperature)
-    nll_worse = nll_cal > nll_before + _NLL_TOL
+    fitted = method == "temperature"
+    temperature = fit_temperature(z, y, t_min, t_max, output) if fitted else 1.0
+    at_bound = fitted and _on_bound(temperature, t_min, t_max)
+    criterion = LOSS_NAMES[output]
+    loss_before, loss_cal = output_loss(z, y, output), output_loss(z, y, output, temperature)
+    loss_worse = loss_cal > loss_before + _NLL_TOL
     if at_bound:
         log.warning(
             "WARNING: temperature %.4g landed on its bound [%g, %g]: widen calibration.t_min/"
@@ -147,26 +176,29 @@ def calibrate(
             t_min,
             t_max,
         )
-    if nll_worse:
+    if loss_worse:
         log.warning(
-            "WARNING: temperature %.4g makes the validation NLL worse (%.5f -> %.5f): "
-            "flagged as nll_worse in the metrics",
+            "WARNING: temperature %.4g makes the validation %s worse (%.5f -> %.5f): "
+            "flagged as %s_worse in the metrics",
             temperature,
-            nll_before,
-            nll_cal,
+            _LABELS[criterion],
+            loss_before,
+            loss_cal,
+            criterion,
         )
-    before = reliability_bins(softmax(z), y, n_bins, binning)
-    after = reliability_bins(softmax(z, temperature), y, n_bins, binning)
+    before = reliability_bins(probabilities(z, output), y, n_bins, binning)
+    after = reliability_bins(probabilities(z, output, temperature), y, n_bins, binning)
     return CalibrationResult(
         method=method,
         temperature=float(temperature),
         at_bound=bool(at_bound),
-        nll_worse=bool(nll_worse),
+        loss_worse=bool(loss_worse),
         acc=accuracy(z, y),
-        nll=nll_before,
-        nll_calibrated=nll_cal,
+        loss=loss_before,
+        loss_calibrated=loss_cal,
         ece=before.ece,
         ece_calibrated=after.ece,
+        criterion=criterion,
     )
 
 

@@ -12,7 +12,13 @@ import pandas as pd
 from mnist_softmax.atomic import atomic_open
 from mnist_softmax.errors import DataError
 
-CURVE_COLUMNS = ("epoch", "train/nll", "train/acc", "val/nll", "val/acc", "lr", "seconds")
+
+def curve_columns(loss: str = "nll") -> tuple[str, ...]:
+    """Return the columns of a curves file whose model trains on ``loss`` (nll, sparsemax_loss)."""
+    return ("epoch", f"train/{loss}", "train/acc", f"val/{loss}", "val/acc", "lr", "seconds")
+
+
+CURVE_COLUMNS = curve_columns("nll")  # a softmax model's
 
 
 def write_curves(path: str | Path, curves: pd.DataFrame) -> None:
@@ -22,7 +28,7 @@ def write_curves(path: str | Path, curves: pd.DataFrame) -> None:
 
 
 def read_curves(path: str | Path) -> pd.DataFrame:
-    """Read the per-epoch curves (columns epoch, train/nll, val/nll, ...)."""
+    """Read the per-epoch curves (columns epoch, train/nll, val/nll, ... as written)."""
     if not Path(path).is_file():
         raise DataError(f"{path} not found: run `dvc repro train` first")
     curves = pd.read_csv(path)

@@ -21,7 +21,8 @@ from scipy.optimize import OptimizeResult, minimize
 
 from mnist_softmax.config import LBFGSConfig
 from mnist_softmax.model.fit_step import FitStep
-from mnist_softmax.model.numerics import Pass, forward_backward
+from mnist_softmax.model.numerics import Pass
+from mnist_softmax.model.outputs import fused_pass
 
 
 def fit_lbfgs(
@@ -31,6 +32,7 @@ def fit_lbfgs(
     cfg: LBFGSConfig,
     l2: float,
     on_iter: Callable[[FitStep], bool],
+    output: str = "softmax",
 ) -> OptimizeResult:
     """Minimize the penalized loss by L-BFGS-B, reporting to ``on_iter`` after each iteration.
 
@@ -42,11 +44,14 @@ def fit_lbfgs(
     cfg : max_iter, tol (projected-gradient tolerance, scipy's ``gtol``), history (``maxcor``)
     l2 : L2 penalty on W
     on_iter : called with each iteration's :class:`FitStep`; returning True stops early
+    output : the model's output kind, which picks the fused pass (and so the loss); the
+        sparsemax loss is convex too, with a gradient that is continuous (piecewise linear)
 
     Returns
     -------
     scipy's OptimizeResult (``x`` is ``[W.ravel(), b]`` at the last iterate)
     """
+    forward_backward = fused_pass(output)
     n_features = X.shape[1]
     shape = (n_features, n_classes)
     last: dict[str, object] = {}

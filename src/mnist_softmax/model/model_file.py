@@ -2,7 +2,9 @@
 
 ``models/model.npz`` is a plain ``.npz`` (loaded with ``allow_pickle=False``) that every stage
 after train, the MLflow pyfunc and ``mnist-softmax predict`` read. The model carries its scaler,
-so it predicts from raw pixels exactly as training saw them (:meth:`Scaler.transform`).
+so it predicts from raw pixels exactly as training saw them (:meth:`Scaler.transform`), and
+its output kind (``softmax`` or ``sparsemax``), so every reader turns logits into the same
+probabilities. A file written before output kinds existed holds no ``output`` and is softmax.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 from mnist_softmax.atomic import load_stage_npz, save_npz
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.errors import DataError
-from mnist_softmax.model.numerics import predict_logits, softmax
+from mnist_softmax.model.numerics import predict_logits
+from mnist_softmax.model.outputs import OUTPUTS, probabilities
 
 _ARRAYS = ("W", "b", "class_names", "scaler_mean", "scaler_scale", "image_shape", "config_hash")
 
@@ -27,6 +30,7 @@ class SoftmaxModel:
     W : ndarray of shape (n_features, n_classes); b : ndarray of shape (n_classes,)
     class_names : ndarray of shape (n_classes,), str; image_shape : ndarray of shape (2,), int
     scaler : the scaler fitted on the training split; config_hash : the train params' hash
+    output : the output kind, ``softmax`` or ``sparsemax`` (see :mod:`.outputs`)
     """
 
     W: np.ndarray
@@ -35,6 +39,7 @@ class SoftmaxModel:
     scaler: Scaler
     image_shape: np.ndarray
     config_hash: str = ""
+    output: str = "softmax"
 
     def features(self, X: np.ndarray) -> np.ndarray:
         """Return the scaled features the weights expect, shape (n_samples, n_features).
@@ -49,8 +54,11 @@ class SoftmaxModel:
         return predict_logits(self.features(X), self.W, self.b)
 
     def predict_proba(self, X: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-        """Return class probabilities softmax(logits / T), float64 (n_samples, n_classes)."""
-        return softmax(self.logits(X), temperature)
+        """Return class probabilities ``output(logits / T)``, float64 (n_samples, n_classes).
+
+        ``output`` is softmax or sparsemax, as the model was trained (sparsemax: exact zeros).
+        """
+        return probabilities(self.logits(X), self.output, temperature)
 
 
 def save_model(path: str | Path, model: SoftmaxModel) -> None:
@@ -64,6 +72,7 @@ def save_model(path: str | Path, model: SoftmaxModel) -> None:
         scaler_scale=model.scaler.scale,
         image_shape=model.image_shape,
         config_hash=np.array(model.config_hash),
+        output=np.array(model.output),
     )
 
 
@@ -82,7 +91,16 @@ def load_model(path: str | Path) -> SoftmaxModel:
         scaler=Scaler(mean=arrays["scaler_mean"], scale=arrays["scaler_scale"]),
         image_shape=arrays["image_shape"],
         config_hash=str(arrays["config_hash"]),
+        output=_output_kind(path, arrays),
     )
+
+
+def _output_kind(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
+    """Return the file's output kind; files from before output kinds existed are softmax."""
+    output = str(arrays["output"]) if "output" in arrays else "softmax"
+    if output not in OUTPUTS:
+        raise DataError(f"{path}: output {output!r} is not one of {' | '.join(OUTPUTS)}")
+    return output
 
 
 def _check_shapes(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

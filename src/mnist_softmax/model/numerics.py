@@ -6,12 +6,16 @@ probabilities, log-probabilities and a negative log-likelihood through these fun
     p      = softmax(z / T)                       (row max subtracted: exp never overflows)
     log p  = z / T - logsumexp(z / T)              (never log(softmax(z)): finite for any z)
     nll    = -1/n * sum_i log p_i[y_i]
+    p      = sparsemax(z / T)                     (projection onto the simplex: exact zeros)
+    L      = sparsemax loss of z / T               (Martins & Astudillo 2016: finite, convex)
 
 They compute in float64 whatever the dtype of the logits, so a metric does not depend on
-whether the model was trained in float32 or float64. The one exception is
-:func:`forward_backward`, the fused training pass: it reuses one buffer for the logits, the
-probabilities and the gradient in the weights' dtype, because a minibatch step must cost no
-more than its two matrix products. Its result is checked against :func:`nll` in the tests.
+whether the model was trained in float32 or float64. The exceptions are the fused training
+passes :func:`forward_backward` (softmax) and :func:`sparsemax_forward_backward`: each reuses
+one buffer for the logits, the probabilities and the gradient in the weights' dtype, because a
+minibatch step must cost no more than its two matrix products. Their results are checked
+against :func:`nll` and :func:`sparsemax_loss`, and their gradients by finite differences, in
+the tests. Which pair an output kind uses is :mod:`mnist_softmax.model.outputs`' job.
 """
 
 from __future__ import annotations
@@ -59,20 +63,53 @@ def sparsemax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     The Euclidean projection of ``z`` onto the probability simplex: ``p = max(z - tau, 0)`` with
     the threshold ``tau`` chosen so ``p`` sums to 1. Unlike softmax it gives exact zeros to
     classes far enough below the top; as ``T -> 0`` it becomes argmax, as ``T`` grows, uniform.
-    With the logits sorted in decreasing order, the support holds the first ``k`` of them,
-    ``k = max{j : 1 + j z_(j) > z_(1) + ... + z_(j)}``, and ``tau = (z_(1) + ... + z_(k) - 1) / k``.
 
     logits : ndarray of shape (n_samples, n_classes); returns the same shape, rows sum to 1.
     """
     z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)  # translation invariant; keeps the sums small
+    return _simplex_projection(z - z.max(axis=1, keepdims=True))[0]
+
+
+def sparsemax_loss(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
+    """Return the mean sparsemax loss of labels ``y`` for ``logits / T`` (float64).
+
+    Martins & Astudillo (2016), eq. 16, per row with support ``S`` and threshold ``tau``::
+
+        L(z, y) = -z_y + 1/2 sum_{j in S} (z_j^2 - tau^2) + 1/2
+                = -z_y + 1/2 sum_j p_j (z_j + tau) + 1/2     (p_j = z_j - tau on S, 0 off it)
+
+    Convex in ``z``, translation invariant, always finite (unlike the NLL of a sparse ``p``),
+    zero once the true logit leads every other by at least 1; its gradient is
+    ``sparsemax(z) - onehot(y)``.
+
+    logits : ndarray of shape (n_samples, n_classes); y : ndarray of shape (n_samples,), int
+    """
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    return float(np.mean(_sparsemax_losses(z, np.asarray(y))[0]))
+
+
+def _simplex_projection(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``p = max(z - tau, 0)`` and ``tau`` of shape (n_samples, 1), in the dtype of ``z``.
+
+    With the row sorted in decreasing order, the support holds the first ``k`` entries,
+    ``k = max{j : 1 + j z_(j) > z_(1) + ... + z_(j)}``, and ``tau = (z_(1) + ... + z_(k) - 1) / k``.
+    ``z`` should have its row max subtracted (translation invariance keeps the sums small).
+    """
     z_sorted = -np.sort(-z, axis=1)
     cumsum = np.cumsum(z_sorted, axis=1)
-    j = np.arange(1, z.shape[1] + 1)
-    support = 1 + j * z_sorted > cumsum  # true for a prefix of each row
-    k = support.sum(axis=1, keepdims=True)
-    tau = (np.take_along_axis(cumsum, k - 1, axis=1) - 1) / k
-    return np.maximum(z - tau, 0.0)
+    j = np.arange(1, z.shape[1] + 1, dtype=z.dtype)
+    k = (1 + j * z_sorted > cumsum).sum(axis=1, keepdims=True)  # the condition holds on a prefix
+    tau = (np.take_along_axis(cumsum, k - 1, axis=1) - 1) / k.astype(z.dtype)
+    return np.maximum(z - tau, 0), tau
+
+
+def _sparsemax_losses(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the per-row sparsemax losses (n_samples,) and ``p = sparsemax(z)``, dtype of ``z``."""
+    p, tau = _simplex_projection(z)
+    rows = np.arange(len(y))
+    losses = 0.5 * np.einsum("ij,ij->i", p, z + tau) - z[rows, y] + 0.5
+    return losses, p
 
 
 def predict_logits(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,7 +121,8 @@ def predict_logits(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Pass:
     """One forward and backward pass: what an optimizer step needs, and free train metrics.
 
-    loss : penalized loss; nll : mean cross-entropy alone; n_correct : argmax hits
+    loss : penalized loss; nll : its data term alone (the mean cross-entropy; the mean
+    sparsemax loss for :func:`sparsemax_forward_backward`); n_correct : argmax hits
     dW : ndarray of shape (n_features, n_classes); db : ndarray of shape (n_classes,)
     """
 
@@ -127,3 +165,30 @@ def forward_backward(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray,
     dW += l2 * W
     loss = batch_nll + 0.5 * l2 * float(np.vdot(W, W))
     return Pass(loss=loss, nll=batch_nll, n_correct=n_correct, dW=dW, db=G.sum(axis=0))
+
+
+def sparsemax_forward_backward(
+    W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray, l2: float
+) -> Pass:
+    """Return the penalized sparsemax loss, its gradients and train metrics of one batch.
+
+    The counterpart of :func:`forward_backward` for a sparsemax output (same role, same
+    :class:`Pass`, in the dtype of ``W``; ``Pass.nll`` carries the mean sparsemax loss, the
+    data term of this objective, since the NLL of a sparse ``p`` is often infinite)::
+
+        loss = mean L(z_i, y_i) + l2/2 * ||W||^2          (see :func:`sparsemax_loss`)
+        dW   = X^T (P - Y) / n + l2 * W,      db = sum_i (P - Y)_i / n,      P = sparsemax(Z)
+
+    Parameters as in :func:`forward_backward`.
+    """
+    Z = predict_logits(X, W, b)
+    n_correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
+    Z -= Z.max(axis=1, keepdims=True)
+    losses, G = _sparsemax_losses(Z, y)
+    batch_loss = float(losses.mean())
+    G[np.arange(len(y)), y] -= 1  # P - Y without building the one-hot Y
+    G /= len(y)
+    dW = X.T @ G
+    dW += l2 * W
+    loss = batch_loss + 0.5 * l2 * float(np.vdot(W, W))
+    return Pass(loss=loss, nll=batch_loss, n_correct=n_correct, dW=dW, db=G.sum(axis=0))

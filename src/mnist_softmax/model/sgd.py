@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from mnist_softmax.config import SGDConfig
 from mnist_softmax.model.fit_step import FitStep
-from mnist_softmax.model.numerics import forward_backward
+from mnist_softmax.model.outputs import fused_pass
 
 
 def learning_rate(cfg: SGDConfig, t: float) -> float:
@@ -50,8 +50,9 @@ def fit_sgd(
     l2: float,
     rng: np.random.Generator,
     on_epoch: Callable[[FitStep], bool],
+    output: str = "softmax",
 ) -> None:
-    """Fit softmax regression by minibatch SGD, reporting to ``on_epoch`` after every epoch.
+    """Fit softmax (or sparsemax) regression by minibatch SGD, reporting after every epoch.
 
     Parameters
     ----------
@@ -64,11 +65,12 @@ def fit_sgd(
     rng : permutes the batch order each epoch
     on_epoch : called with the epoch's :class:`FitStep` (its W and b are live views: copy
         them to keep them); returning True stops training (early stopping)
+    output : the model's output kind, which picks the fused pass (and so the loss)
     """
     W = np.zeros((X.shape[1], n_classes), dtype=X.dtype)
     b = np.zeros(n_classes, dtype=X.dtype)
     with threadpool_limits(limits=1, user_api="blas"):
-        _run_epochs(X, y, W, b, cfg, l2, rng, on_epoch)
+        _run_epochs(X, y, W, b, cfg, l2, rng, on_epoch, output)
 
 
 def _run_epochs(
@@ -80,8 +82,10 @@ def _run_epochs(
     l2: float,
     rng: np.random.Generator,
     on_epoch: Callable[[FitStep], bool],
+    output: str,
 ) -> None:
     """Run the epochs of :func:`fit_sgd`, updating ``W`` and ``b`` in place."""
+    forward_backward = fused_pass(output)
     n_samples = len(y)
     vW, vb = np.zeros_like(W), np.zeros_like(b)
     starts = np.arange(0, n_samples, cfg.batch_size)

@@ -1,8 +1,9 @@
 """Train a softmax regression model: scale, shuffle, optimize, watch the validation split.
 
-The validation split alone decides the kept epoch (lowest val NLL) and early stopping; this
-module never sees the test split. NaN or inf in the loss or weights stops training with a
-:class:`TrainingDivergedError` before anything is written.
+The validation split alone decides the kept epoch (lowest validation loss: the NLL, or for
+``model.output=sparsemax`` the sparsemax loss, since its NLL is often infinite) and early
+stopping; this module never sees the test split. NaN or inf in the loss or weights stops
+training with a :class:`TrainingDivergedError` before anything is written.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from mnist_softmax.config import Config, LBFGSConfig, SGDConfig
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import TrainingDivergedError
-from mnist_softmax.model.curves import CURVE_COLUMNS
+from mnist_softmax.model.curves import curve_columns
 from mnist_softmax.model.fit_step import FitStep
 from mnist_softmax.model.lbfgs import fit_lbfgs
 from mnist_softmax.model.model_file import SoftmaxModel
-from mnist_softmax.model.numerics import accuracy, nll, predict_logits
+from mnist_softmax.model.numerics import accuracy, predict_logits
+from mnist_softmax.model.outputs import LOSS_NAMES, output_loss
 from mnist_softmax.model.sgd import fit_sgd
 
 log = logging.getLogger(__name__)
@@ -63,15 +65,17 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
     X_val = scaler.transform(val.X, cfg.model.dtype)
     opt = cfg.optimizer
     max_epochs = opt.epochs if isinstance(opt, SGDConfig) else opt.max_iter
-    monitor = _Monitor(X_val, val.y, getattr(opt, "patience", 0), max_epochs, opt)
+    output, loss_name = cfg.model.output, LOSS_NAMES[cfg.model.output]
+    monitor = _Monitor(X_val, val.y, getattr(opt, "patience", 0), max_epochs, opt, output)
     fit_started = time.perf_counter()
     # Overflow is reported once, as TrainingDivergedError by the monitor, not as warnings.
     solver: dict[str, Any] = {}
     with np.errstate(over="ignore", invalid="ignore"):
         if isinstance(opt, SGDConfig):
-            fit_sgd(X, y, n_classes, opt, cfg.model.l2, rng, monitor)
+            fit_sgd(X, y, n_classes, opt, cfg.model.l2, rng, monitor, output)
         else:
-            solver = _lbfgs_outcome(fit_lbfgs(X, y, n_classes, opt, cfg.model.l2, monitor), opt)
+            fitted = fit_lbfgs(X, y, n_classes, opt, cfg.model.l2, monitor, output)
+            solver = _lbfgs_outcome(fitted, opt)
     fit_seconds = time.perf_counter() - fit_started
     if monitor.best is None:
         raise TrainingDivergedError(
@@ -79,8 +83,8 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
         )
     best = monitor.best
     train_logits = predict_logits(X, best.W, best.b)
-    train_nll, train_acc = nll(train_logits, y), accuracy(train_logits, y)
-    history = pd.DataFrame(monitor.rows, columns=list(CURVE_COLUMNS))
+    train_loss, train_acc = output_loss(train_logits, y, output), accuracy(train_logits, y)
+    history = pd.DataFrame(monitor.rows, columns=list(curve_columns(loss_name)))
     model = SoftmaxModel(
         W=best.W,
         b=best.b,
@@ -88,6 +92,7 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
         scaler=scaler,
         image_shape=np.asarray(cfg.data.image_shape, dtype=np.int64),
         config_hash=cfg.hash(*TRAIN_PARAMS),
+        output=output,
     )
     best_row = history[history["epoch"] == best.epoch].iloc[0]
     summary = {
@@ -97,13 +102,13 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
         "train_seconds": round(time.perf_counter() - started, 4),
         "seconds_per_epoch": round(fit_seconds / len(history), 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "train": {"acc": train_acc, "nll": train_nll},
-        "val": {"acc": float(best_row["val/acc"]), "nll": float(best_row["val/nll"])},
+        "train": {"acc": train_acc, loss_name: train_loss},
+        "val": {"acc": float(best_row["val/acc"]), loss_name: float(best_row[f"val/{loss_name}"])},
         **solver,
     }
     log.info(
-        "kept epoch %d of %d: val/acc=%.4f val/nll=%.4f (%.2f s)",
-        best.epoch, len(history), summary["val"]["acc"], summary["val"]["nll"], fit_seconds,
+        "kept epoch %d of %d: val/acc=%.4f val/%s=%.4f (%.2f s)", best.epoch, len(history),
+        summary["val"]["acc"], loss_name, summary["val"][loss_name], fit_seconds,
     )  # fmt: skip
     return TrainResult(model=model, history=history, summary=summary)
 
@@ -132,12 +137,22 @@ def peak_rss_mb() -> float:
 
 
 class _Monitor:
-    """Per-epoch callback: validation metrics, divergence check, best epoch, early stopping."""
+    """Per-epoch callback: validation metrics, divergence check, best epoch, early stopping.
+
+    "nll" in its names is the output's loss: the NLL for softmax, else the sparsemax loss.
+    """
 
     def __init__(
-        self, X_val: np.ndarray, y_val: np.ndarray, patience: int, max_epochs: int, opt: Any
+        self,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        patience: int,
+        max_epochs: int,
+        opt: Any,
+        output: str = "softmax",
     ) -> None:
-        self.X_val, self.y_val = X_val, y_val
+        self.X_val, self.y_val, self.output = X_val, y_val, output
+        self.loss_name = LOSS_NAMES[output]
         self.patience, self.max_epochs, self.opt = patience, max_epochs, opt
         self.rows: list[tuple[float, ...]] = []
         self.best: FitStep | None = None
@@ -148,15 +163,17 @@ class _Monitor:
     def __call__(self, step: FitStep) -> bool:
         self._check_finite(step)
         val_logits = predict_logits(self.X_val, step.W, step.b)
-        val_nll, val_acc = nll(val_logits, self.y_val), accuracy(val_logits, self.y_val)
+        val_nll = output_loss(val_logits, self.y_val, self.output)
+        val_acc = accuracy(val_logits, self.y_val)
         now = time.perf_counter()
         seconds, self.tick = now - self.tick, now
         self.rows.append(
             (step.epoch, step.train_nll, step.train_acc, val_nll, val_acc, step.lr, seconds)
         )
         log.info(
-            "epoch %d/%d train/nll=%.4f train/acc=%.4f val/nll=%.4f val/acc=%.4f lr=%s %.3f s",
-            step.epoch, self.max_epochs, step.train_nll, step.train_acc, val_nll, val_acc,
+            "epoch %d/%d train/%s=%.4f train/acc=%.4f val/%s=%.4f val/acc=%.4f lr=%s %.3f s",
+            step.epoch, self.max_epochs, self.loss_name, step.train_nll, step.train_acc,
+            self.loss_name, val_nll, val_acc,
             "-" if np.isnan(step.lr) else f"{step.lr:.4g}", seconds,
         )  # fmt: skip
         if val_nll < self.best_nll:
@@ -177,5 +194,6 @@ class _Monitor:
         else:
             hint = "check data.scaling or raise model.l2"
         raise TrainingDivergedError(
-            f"training diverged at epoch {step.epoch} (train/nll={step.train_nll}): {hint}"
+            f"training diverged at epoch {step.epoch} "
+            f"(train/{self.loss_name}={step.train_nll}): {hint}"
         )

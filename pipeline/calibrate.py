@@ -1,9 +1,9 @@
 """calibrate: data/prepared (val), models/model.npz
 -> models/calibration.json, reports/calibration.json (DVC metrics).
 
-Fits one temperature on the validation split (Guo et al. 2017) by the model's own loss (the
-NLL, or the sparsemax loss for a sparsemax model), or keeps T = 1 for ``calibration=none``, and
-records that loss and the ECE before and after as DVC metrics.
+Fits one temperature on the validation split (Guo et al. 2017) by the NLL, or by the Brier
+score for a sparsemax model, or keeps T = 1 for ``calibration=none``, and records that
+criterion and the ECE before and after as DVC metrics.
 """
 
 from mnist_softmax.atomic import write_json

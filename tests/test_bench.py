@@ -27,14 +27,19 @@ def test_summarize_picks_baseline_on_validation():
     np.testing.assert_allclose(table["acc - baseline"], [0.04, 0.0, 0.08, 0.01], atol=1e-12)
 
 
-def test_quick_bench_on_small_data(tmp_path, capsys):
+def _prepare_digits(folder: Path) -> None:
+    """Write scikit-learn's 8x8 digits as prepared splits (1000 train, 400 val, 397 test)."""
     X, y = load_digits(return_X_y=True)
     X = (X * 15).astype(np.uint8)
     train = Split(X[:1000], y[:1000])
     for name, split in (("train", train), ("val", Split(X[1000:1400], y[1000:1400]))):
-        save_split(tmp_path / f"{name}.npz", split)
-    save_split(tmp_path / "test.npz", Split(X[1400:], y[1400:]))
-    save_scaler(tmp_path / "scaler.npz", Scaler.fit(train.X, "standardize", 25.5))
+        save_split(folder / f"{name}.npz", split)
+    save_split(folder / "test.npz", Split(X[1400:], y[1400:]))
+    save_scaler(folder / "scaler.npz", Scaler.fit(train.X, "standardize", 25.5))
+
+
+def test_quick_bench_on_small_data(tmp_path, capsys):
+    _prepare_digits(tmp_path)
     out = tmp_path / "bench.md"
     argv = ["--quick", "--no-isolate", "--prepared-dir", str(tmp_path), "--out", str(out)]
     assert main([*argv, "--params", str(REPO / "params"), "optimizer.epochs=3"]) == 0
@@ -45,3 +50,18 @@ def test_quick_bench_on_small_data(tmp_path, capsys):
     header, body = [c.strip() for c in rows[0]], rows[1:]
     assert len(body) == 2  # sklearn baseline, default config
     assert all(float(row[header.index("test acc")]) > 0.85 for row in body)
+
+
+def test_quick_bench_reports_a_sparsemax_models_support(tmp_path, capsys):
+    """The sparsemax row says how many classes keep p > 0 (softmax: all 10)."""
+    _prepare_digits(tmp_path)
+    argv = ["--quick", "--no-isolate", "--prepared-dir", str(tmp_path), "--grid", "0.03"]
+    argv += ["--params", str(REPO / "params"), "optimizer.epochs=3", "model=sparsemax"]
+    assert main(argv) == 0
+    rows = [
+        line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")
+    ]
+    header = [c.strip() for c in rows[0]]
+    support = {row[1].strip(): float(row[header.index("support")]) for row in rows[1:]}
+    sparse, sklearn = (support[k] for k in sorted(support))  # "default ..." < "sklearn ..."
+    assert sparse < 3 and sklearn == 10

@@ -7,9 +7,8 @@ logits (:func:`mnist_softmax.model.numerics.nll`), not with ``sklearn.metrics.lo
 log_loss clips probabilities at the float eps, capping each image's loss at ~36 nats, while
 one outlier image can cost 1000+ nats; the clipped number would disagree with the validation
 NLL that the temperature minimizes (the tests check both agree when nothing saturates).
-``brier_score_loss`` takes a probability matrix since scikit-learn 1.7 and then returns the
-mean over samples of ``sum_k (p_k - onehot_k)^2`` (``scale_by_half="auto"`` keeps the
-unhalved multiclass form).
+The Brier score is :func:`mnist_softmax.evaluation.reliability.brier_score` (scikit-learn's
+``brier_score_loss`` on the probability matrix, unhalved multiclass form).
 
 A sparsemax model's probabilities hold exact zeros, so its NLL is infinite as soon as one test
 image gives its true class p = 0. The metrics file keeps finite numbers only ("NLL where it is
@@ -27,16 +26,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    brier_score_loss,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mnist_softmax.atomic import atomic_open, write_json
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.reliability import (
     ReliabilityBins,
+    brier_score,
     check_logits,
     ece_bootstrap_ci,
     reliability_bins,
@@ -80,12 +76,11 @@ def score_logits(
     """
     proba = probabilities(logits, output, temperature)
     bins = reliability_bins(proba, y, n_bins, binning)
-    labels = np.arange(logits.shape[1])
     p_true = np.take_along_axis(proba, np.asarray(y)[:, None], axis=1)[:, 0]
     support = np.count_nonzero(proba > 0, axis=1)
     values = {
         "nll": _nll(logits, y, temperature, output, p_true),
-        "brier": float(brier_score_loss(y, proba, labels=labels)),
+        "brier": brier_score(proba, y),
         "ece": bins.ece,
         "mce": bins.mce,
         "sparsemax_loss": sparsemax_loss(logits, y, temperature),

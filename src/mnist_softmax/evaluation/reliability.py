@@ -1,4 +1,4 @@
-"""Calibration metrics of probabilities: confidence bins, ECE/MCE and their bootstrap interval.
+"""Calibration metrics of probabilities: confidence bins, ECE/MCE, their bootstrap interval, Brier.
 
 Pure functions on arrays, shared by the calibrate and evaluate stages and the retrain job (the
 softmax and the NLL live in :mod:`mnist_softmax.model.numerics`). ECE follows Guo et al. (2017):
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import brier_score_loss
 
 from mnist_softmax.errors import DataError
 
@@ -46,6 +47,18 @@ class ReliabilityBins:
         if not filled.any():
             return 0.0
         return float(np.max(np.abs(self.accuracy[filled] - self.confidence[filled])))
+
+
+def brier_score(proba: np.ndarray, y: np.ndarray) -> float:
+    """Return the multiclass Brier score: the mean over rows of ``sum_k (p_k - onehot_k)^2``.
+
+    scikit-learn's ``brier_score_loss`` on the probability matrix (>= 1.7; the unhalved
+    multiclass form). Finite for exact zeros, unlike the NLL, so it scores sparse outputs too.
+
+    proba : ndarray of shape (n_samples, n_classes); y : ndarray of shape (n_samples,), int
+    """
+    labels = np.arange(np.shape(proba)[1])
+    return float(brier_score_loss(y, proba, labels=labels))
 
 
 def check_logits(logits: np.ndarray, y: np.ndarray, split: str = "data") -> np.ndarray:

@@ -50,6 +50,7 @@ def test_committed_params_yaml_matches_params_tree():
         ("data.scaling=minmax", "data.scaling='minmax'"),
         ("model.dtype=float16", "model.dtype='float16'"),
         ("model.l2=-1", "model.l2=-1"),
+        ("model.output=argmax", "model.output='argmax' (allowed: softmax | sparsemax)"),
         ("calibration.t_min=0", "calibration.t_min=0"),
         ("calibration.t_max=0.01", "calibration.t_max=0.01 (allowed: float > t_min)"),
         ("evaluation.n_bins=0", "evaluation.n_bins=0"),

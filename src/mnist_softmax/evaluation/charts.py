@@ -122,10 +122,14 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | Pa
 
 
 def plot_curves(curves: pd.DataFrame, path: str | Path) -> None:
-    """Draw train/val NLL and accuracy against the ``epoch`` column of ``reports/curves.csv``."""
+    """Draw train/val loss and accuracy against the ``epoch`` column of ``reports/curves.csv``.
+
+    The loss is the NLL, or the sparsemax loss for a sparsemax model (its curves' columns).
+    """
     fig = Figure(figsize=CURVES_SIZE)
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("nll", "acc"), strict=True):
+    loss = "sparsemax_loss" if "val/sparsemax_loss" in curves else "nll"
+    for ax, metric in zip(axes, (loss, "acc"), strict=True):
         for split in ("train", "val"):
             column = f"{split}/{metric}"
             if column in curves:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import test_training
 from shipped import shipped_config
-from sklearn.datasets import load_digits
 
 from mnist_softmax.atomic import load_npz, save_npz
 from mnist_softmax.data.scaler import Scaler
@@ -196,12 +196,7 @@ def test_finite_sparsemax_nll_is_reported():
     assert test["nll"] == pytest.approx(-np.log(p[[0, 1], y]).mean()) and test["true_zero"] == 0
 
 
-@pytest.fixture(scope="module")
-def digits() -> tuple[Split, Split, Scaler]:
-    X, y = load_digits(return_X_y=True)
-    X = (X * 15).astype(np.uint8)
-    train_split, val = Split(X[:1400], y[:1400]), Split(X[1400:], y[1400:])
-    return train_split, val, Scaler.fit(train_split.X, "standardize", 25.5)
+digits = test_training.digits  # sklearn's 8x8 digits: 1400 train, 397 validation images
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])

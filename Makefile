@@ -13,6 +13,7 @@ endif
 # dvc runs each stage's `python` from PATH: make it the project's environment.
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
 help: ## list the targets
@@ -43,6 +44,15 @@ lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's de
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet -o requirements.lock
+
+check-floors: $(STAMP) ## run the fast tests against the lowest versions pyproject.toml allows
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --resolution lowest-direct \
+		--python-version 3.11 --quiet -o .venv-floors.txt
+	$(PYTHON) -m venv .venv-floors
+	$(BIN)/uv pip install --python .venv-floors/bin/python --quiet -r .venv-floors.txt
+	$(BIN)/uv pip install --python .venv-floors/bin/python --quiet --no-deps -e .
+	.venv-floors/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 browser: ## install Debian's chromium for the browser tests (when missing)
 	@command -v chromium >/dev/null || apt-get install -y -q chromium \
@@ -77,4 +87,4 @@ sweep: $(STAMP) ## parallel sweep, e.g. make sweep ARGS="-j 2 -S 'optimizer.lr=0
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock browser run test ui compare bench server-start server-stop server-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui compare bench server-start server-stop server-status sweep clean

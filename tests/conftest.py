@@ -78,7 +78,13 @@ def stage_env(mirror: str | None = None, **extra: str) -> dict[str, str]:
     """Environment for subprocesses: the test's venv first on PATH, no analytics, no DVC exp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(DVC_NO_ANALYTICS="1", MPLBACKEND="Agg", GIT_AUTHOR_NAME="t", GIT_COMMITTER_NAME="t")
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MPLBACKEND="Agg",
+        GIT_AUTHOR_NAME="t",
+        GIT_COMMITTER_NAME="t",
+    )
     env.update(GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_EMAIL="t@example.com")
     if mirror:
         env["DATA_MIRROR"] = mirror

@@ -9,13 +9,17 @@ module binds the fixtures with ``name = explorer_fixtures.name`` (conftest belon
 from __future__ import annotations
 
 import json
-import threading
+import select
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import stage_env
 
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.idx import gunzip, parse_idx
@@ -86,14 +90,37 @@ def explorer_app(trained_files: TrainedFiles):
     return create_app(load_digit_model(source, trained_files.prepared_dir))
 
 
-@pytest.fixture(scope="session")
-def explorer_url(explorer_app) -> Iterator[str]:
-    """The app on a real loopback HTTP server (werkzeug, threaded) in this process."""
-    from werkzeug.serving import make_server
+def start_explorer(cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """Start ``mnist-softmax explore --port 0 [args]`` in ``cwd``; return it and its URL.
 
-    server = make_server("127.0.0.1", 0, explorer_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    The environment names no MLflow store, so without ``--model`` the command resolves the
+    workspace's ``models/model.npz`` (``cwd`` holds no ``mlflow/mlflow.db``).
+    """
+    cmd = [sys.executable, "-m", "mnist_softmax.cli", "explore", "--port", "0",
+           "--params", str(REPO / "params.yaml"), *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=cwd, env=stage_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("Explorer: http://127.0.0.1:"):
+        proc.kill()
+        pytest.fail(f"explore did not start: {line!r}\n{proc.communicate(timeout=10)[1]}")
+    return proc, line.split()[1]
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    """Stop the explorer with ``sig``; return its exit code (kill it if it hangs)."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def explorer_url(trained_files: TrainedFiles) -> Iterator[str]:
+    """The real ``mnist-softmax explore`` command serving the trained workspace's model."""
+    proc, url = start_explorer(trained_files.model.parents[1])
+    yield url
+    stop(proc)

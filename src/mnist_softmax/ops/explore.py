@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server, select_address_family
 
 from mnist_softmax.config import PARAMS_FILE, load_or_compose
 from mnist_softmax.data.splits import load_split, split_path
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("error: %s", exc)
         return exc.exit_code
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
-    url = f"http://{args.host}:{server.server_port}"
+    url = f"http://{args.host}:{server.port}"
     sys.stdout.write(f"Explorer: {url}  (model {source.source}, T={source.temperature:.4g}; ")
     sys.stdout.write("Ctrl-C to stop)\n")
     sys.stdout.flush()
@@ -75,11 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _bind(host: str, port: int, app: object):
-    """Return werkzeug's threaded server bound to ``host:port``, or a one-line error."""
+def _bind(host: str, port: int, app: object) -> BaseWSGIServer:
+    """Return werkzeug's threaded server on ``host:port``, or a one-line PipelineError.
+
+    The socket is bound here, not by werkzeug, whose own bind prints two lines and exits.
+    """
     try:
-        return make_server(host, port, app, threaded=True)
+        sock = socket.create_server((host, port), family=select_address_family(host, port))
     except OSError as exc:
         raise PipelineError(
             f"cannot listen on {host}:{port} ({exc.strerror}): pick another with --port"
         ) from None
+    with sock:  # the server holds its own duplicate of the descriptor
+        return make_server(host, port, app, threaded=True, fd=sock.fileno())

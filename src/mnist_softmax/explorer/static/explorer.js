@@ -77,7 +77,9 @@ function markFittedT(markId, inputId, temperature) {
 
 function drawBars(svg, names, p, highlight) {
   svg.replaceChildren();
-  const rowH = Math.min(30, 170 / names.length), labelW = 58, barW = 190;
+  const rowH = 24, labelW = 58, barW = 190, height = names.length * rowH + 10;
+  svg.setAttribute("viewBox", `0 0 320 ${height}`);
+  svg.setAttribute("height", height);
   names.forEach((name, i) => {
     const y = 5 + i * rowH;
     el("text", { x: 0, y: y + rowH * 0.65 }, svg, name);
@@ -227,10 +229,12 @@ function rgRender(r) {
   const img = new ImageData(n, n);
   const kind = rgKind();
   r.cls.forEach((c, i) => {
-    // shade: white at the uniform 1/3, the class colour at certainty
+    // shade: white at the uniform 1/3, the class colour at certainty; with sparsemax a dark
+    // edge wherever the set of classes at exactly zero changes (the zero regions' borders)
     const a = Math.max(0, (r.top[i] - 1 / 3) / (2 / 3)), rgb = CLASS_RGB[c];
-    const hatch = r.zeros[i] !== 0 && kind === "sparsemax" && ((i % n) + Math.floor(i / n)) % 3 === 0;
-    for (let j = 0; j < 3; j++) img.data[4 * i + j] = hatch ? rgb[j] * 0.55 : 255 - a * (255 - rgb[j]) * 0.8;
+    const x = i % n, right = x + 1 < n ? r.zeros[i + 1] : r.zeros[i], below = i + n < n * n ? r.zeros[i + n] : r.zeros[i];
+    const edge = kind === "sparsemax" && (right !== r.zeros[i] || below !== r.zeros[i]);
+    for (let j = 0; j < 3; j++) img.data[4 * i + j] = edge ? 40 : 255 - a * (255 - rgb[j]) * 0.8;
     img.data[4 * i + 3] = 255;
   });
   const off = new OffscreenCanvas(n, n);
@@ -249,7 +253,8 @@ function rgRender(r) {
   let info = `cross-entropy on the 75 points (T = 1): ${fmt(r.loss)}`;
   if (kind !== "softmax") {
     const share = r.zero_share.map((s, k) => `${"ABC"[k]} ${Math.round(100 * s)}%`).join(", ");
-    info += `. Exactly zero probability (dotted) on ${share} of the plane.`;
+    info += `. Exactly zero probability on ${share} of the plane` +
+      (kind === "sparsemax" ? " (dark lines: where a class enters or leaves the support)." : ".");
   }
   $("rg-info").textContent = info;
 }
@@ -383,6 +388,7 @@ async function start() {
   $("model-line").textContent = `Model: ${model.source}, fitted temperature T = ${model.temperature.toPrecision(4)}`;
   const fittedLog = Math.log10(model.temperature).toFixed(3);
   $("dg-t").value = fittedLog;  // the digit panel starts at the calibrated probabilities
+  $("dg-t-out").textContent = model.temperature.toPrecision(3);
   markFittedT("pg-t-mark", "pg-t", model.temperature);
   markFittedT("dg-t-mark", "dg-t", model.temperature);
   dgInit(model);

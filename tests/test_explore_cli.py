@@ -4,12 +4,14 @@ stops cleanly on Ctrl-C or SIGTERM, and says in one line why it cannot start."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 
 import explorer_fixtures
 import psutil
@@ -83,3 +85,23 @@ def test_port_in_use_is_one_line(trained_files):
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_an_installed_copy_ships_the_page(tmp_path):
+    """The page is package data: a wheel of the project holds every file the server sends.
+
+    Built from a copy, so setuptools' build/ folder lands in tmp_path, not in the repository.
+    """
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+           "-w", str(tmp_path / "dist"), str(source)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("mnist_softmax-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = REPO / "src" / "mnist_softmax" / "explorer" / "static"
+    shipped = {f"mnist_softmax/explorer/static/{p.name}" for p in static.iterdir()}
+    assert len(shipped) == 3 and shipped <= names

@@ -32,7 +32,7 @@ from mnist_softmax.explorer.playground import KINDS, explain
 log = logging.getLogger(__name__)
 
 MAX_LOGITS = 10  # the playground's sliders offer 2 to 6; the API takes up to 10
-GRID_SIZES = range(8, 129)  # cells per side of the plane's grid
+GRID_MIN, GRID_MAX = 8, 128  # cells per side of the plane's grid
 _CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; connect-src 'self'"
 
 
@@ -74,7 +74,7 @@ def create_app(digit: DigitModel) -> Flask:
         z = inputs.parse_vector(args.get("z"), "z", range(1, MAX_LOGITS + 1))
         t = inputs.parse_temperature(args.get("t", 1))
         kind = inputs.parse_choice(args.get("kind", "softmax"), "kind", KINDS)
-        y = inputs.parse_index(args["y"], "y", len(z)) if "y" in args else None
+        y = inputs.parse_int(args["y"], "y", 0, len(z) - 1) if "y" in args else None
         return jsonify(explain(z, t, kind, y))
 
     @app.get("/api/sigmoid")
@@ -90,9 +90,7 @@ def create_app(digit: DigitModel) -> Flask:
         theta = _theta(args.get("theta"))
         t = inputs.parse_temperature(args.get("t", 1))
         kind = inputs.parse_choice(args.get("kind", "softmax"), "kind", KINDS)
-        n = inputs.parse_index(args.get("n", 64), "n", GRID_SIZES.stop)
-        if n not in GRID_SIZES:
-            raise InputError(f"n={n} must be from {GRID_SIZES.start} to {GRID_SIZES.stop - 1}")
+        n = inputs.parse_int(args.get("n", 64), "n", GRID_MIN, GRID_MAX)
         return jsonify(regions.plane_regions(theta, t, kind, n))
 
     @app.post("/api/regions/step")

@@ -17,6 +17,7 @@ from mnist_softmax.data.splits import Split
 from mnist_softmax.evaluation.image_grids import most_confident_mistakes
 from mnist_softmax.explorer.playground import probabilities
 from mnist_softmax.model.model_file import SoftmaxModel
+from mnist_softmax.model.numerics import predict_logits
 
 N_EXAMPLES = 24  # test images and mistakes offered to the page
 EXAMPLE_SETS = ("test", "mistakes")
@@ -53,7 +54,7 @@ class DigitModel:
         """
         t = self.temperature if temperature is None else temperature
         x = self.model.features(pixels[None, :])
-        z = self.model.logits(pixels[None, :])
+        z = predict_logits(x, self.model.W, self.model.b)  # SoftmaxModel.logits, x kept
         p = probabilities(z, t, "softmax")[0]
         k = int(p.argmax())
         template = self.model.W[:, k].astype(np.float64)

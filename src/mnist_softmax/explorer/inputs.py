@@ -69,10 +69,10 @@ def parse_vector(text: Any, name: str, sizes: range, limit: float = LOGIT_LIMIT)
     return np.array([parse_float(v, f"{name}[{i}]", -limit, limit) for i, v in enumerate(items)])
 
 
-def parse_index(text: Any, name: str, n: int) -> int:
-    """Return ``text`` as an integer in ``0 .. n-1``."""
-    if isinstance(text, bool) or not str(text).strip().isdigit() or int(text) >= n:
-        raise InputError(f"{name}={_short(text)} must be an integer from 0 to {n - 1}")
+def parse_int(text: Any, name: str, lo: int, hi: int) -> int:
+    """Return ``text`` as an integer in ``lo .. hi`` (``lo >= 0``)."""
+    if isinstance(text, bool) or not str(text).strip().isdigit() or not lo <= int(text) <= hi:
+        raise InputError(f"{name}={_short(text)} must be an integer from {lo} to {hi}")
     return int(text)
 
 

@@ -72,6 +72,9 @@ compare: $(STAMP) ## print the last MLflow runs side by side
 bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
 	$(BIN)/mnist-softmax bench
 
+explore: $(STAMP) ## the interactive softmax page on the trained model, http://127.0.0.1:8050
+	$(BIN)/mnist-softmax explore $(ARGS)
+
 server-start: $(STAMP) ## start the team tracking server (PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start
 
@@ -87,4 +90,4 @@ sweep: $(STAMP) ## parallel sweep, e.g. make sweep ARGS="-j 2 -S 'optimizer.lr=0
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui compare bench server-start server-stop server-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui compare bench explore server-start server-stop server-status sweep clean

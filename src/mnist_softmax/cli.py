@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "move the champion alias to a model version (rollback)",
     ),
     "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
+    "explore": (
+        "mnist_softmax.ops.explore",
+        "serve the interactive softmax explorer on the trained model (127.0.0.1:8050)",
+    ),
     "sweep": ("mnist_softmax.ops.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
 }
 

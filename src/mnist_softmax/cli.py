@@ -24,7 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "move the champion alias to a model version (rollback)",
     ),
     "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
-    "sweep": ("mnist_softmax.ops.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
+    "sweep": ("mnist_softmax.ops.sweep", "run a grid of configs (fast, or --queue), rank them"),
+    "bench-sweep": (
+        "mnist_softmax.ops.bench_sweep",
+        "time sweeps and reruns in a temp copy of the project (prints a table)",
+    ),
 }
 
 

@@ -12,11 +12,10 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import OptimizeResult
 
 from mnist_softmax.config import Config, LBFGSConfig, SGDConfig
 from mnist_softmax.data.scaler import Scaler
@@ -24,10 +23,12 @@ from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import TrainingDivergedError
 from mnist_softmax.model.curves import CURVE_COLUMNS
 from mnist_softmax.model.fit_step import FitStep
-from mnist_softmax.model.lbfgs import fit_lbfgs
 from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy, nll, predict_logits
 from mnist_softmax.model.sgd import fit_sgd
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
     with np.errstate(over="ignore", invalid="ignore"):
         if isinstance(opt, SGDConfig):
             fit_sgd(X, y, n_classes, opt, cfg.model.l2, rng, monitor)
-        else:
+        else:  # imported here: the SGD path need not pay for scipy.optimize
+            from mnist_softmax.model.lbfgs import fit_lbfgs
+
             solver = _lbfgs_outcome(fit_lbfgs(X, y, n_classes, opt, cfg.model.l2, monitor), opt)
     fit_seconds = time.perf_counter() - fit_started
     if monitor.best is None:

@@ -2,7 +2,7 @@
 
 The fast sweep (:mod:`mnist_softmax.ops.fast_sweep`) trains, calibrates and evaluates every
 config in one process; this module records the outcome as MLflow expects a sweep to look: a
-parent run for the sweep (the grid, the ranking metric, the best child) and one child per config
+parent run for the sweep (params: the grid, its size, the ranking metric) and one child per config
 (tag ``mlflow.parentRunId``), each with the full flattened config as params, the metrics under
 the names the pipeline's own run uses (:func:`run_record.merge_final_metrics`), the per-epoch
 curves as ``curve/<name>`` at ``step = epoch``, and lineage tags: git commit, the data's

@@ -75,6 +75,9 @@ bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
 explore: $(STAMP) ## the interactive softmax page on the trained model, http://127.0.0.1:8050
 	$(BIN)/mnist-softmax explore $(ARGS)
 
+bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
+	$(BIN)/mnist-softmax bench-sweep $(ARGS)
+
 server-start: $(STAMP) ## start the team tracking server (PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start
 
@@ -84,10 +87,10 @@ server-stop: ## stop the team tracking server
 server-status: ## show whether the team tracking server is up
 	scripts/tracking-server status
 
-sweep: $(STAMP) ## parallel sweep, e.g. make sweep ARGS="-j 2 -S 'optimizer.lr=0.05,0.1'"
+sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' -S 'model.l2=0,1e-3'"
 	$(BIN)/mnist-softmax sweep $(ARGS)
 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui compare bench explore server-start server-stop server-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui compare bench bench-sweep explore server-start server-stop server-status sweep clean

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from mnist_softmax.config import Config, compose, config_from_container
-from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import ConfigError, TrainingDivergedError
 from mnist_softmax.model.numerics import forward_backward, forward_backward_blocks
@@ -22,15 +20,6 @@ SMALL = ("data.image_shape=[8,8]", "optimizer.batch_size=32", "optimizer.epochs=
 
 def _cfg(*overrides: str) -> Config:
     return config_from_container(compose(REPO / "params", [*SMALL, *overrides]))
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[Split, Split, Scaler]:
-    """sklearn's 8x8 digits as uint8 images: 1400 train and 397 validation images."""
-    X, y = load_digits(return_X_y=True)
-    X = (X * 15).astype(np.uint8)
-    train_split, val = Split(X[:1400], y[:1400]), Split(X[1400:], y[1400:])
-    return train_split, val, Scaler.fit(train_split.X, "standardize", 25.5)
 
 
 def test_block_pass_equals_one_pass_per_block():

@@ -45,14 +45,14 @@ lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's de
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet -o requirements.lock
 
-check-floors: $(STAMP) ## run the fast tests against the lowest versions pyproject.toml allows
+check-floors: $(STAMP) ## run the test suite against the lowest versions pyproject.toml allows
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra test --resolution lowest-direct \
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra team --resolution lowest-direct \
 		--python-version 3.11 --quiet -o .venv-floors.txt
 	$(PYTHON) -m venv .venv-floors
 	$(BIN)/uv pip install --python .venv-floors/bin/python --quiet -r .venv-floors.txt
 	$(BIN)/uv pip install --python .venv-floors/bin/python --quiet --no-deps -e .
-	.venv-floors/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+	.venv-floors/bin/python -m pytest -q -p no:cacheprovider
 
 browser: ## install Debian's chromium for the browser tests (when missing)
 	@command -v chromium >/dev/null || apt-get install -y -q chromium \

@@ -13,6 +13,7 @@ endif
 # dvc runs each stage's `python` from PATH: make it the project's environment.
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
 help: ## list the targets
@@ -44,6 +45,15 @@ lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's de
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet -o requirements.lock
 
+check-floors: $(STAMP) ## run the test suite against the lowest versions pyproject.toml allows
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra team --resolution lowest-direct \
+		--python-version 3.11 --quiet -o .venv-floors.txt
+	$(PYTHON) -m venv .venv-floors
+	$(BIN)/uv pip install --python .venv-floors/bin/python --quiet -r .venv-floors.txt
+	$(BIN)/uv pip install --python .venv-floors/bin/python --quiet --no-deps -e .
+	.venv-floors/bin/python -m pytest -q -p no:cacheprovider
+
 browser: ## install Debian's chromium for the browser tests (when missing)
 	@command -v chromium >/dev/null || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
@@ -62,6 +72,12 @@ compare: $(STAMP) ## print the last MLflow runs side by side
 bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
 	$(BIN)/mnist-softmax bench
 
+explore: $(STAMP) ## the interactive softmax page on the trained model, http://127.0.0.1:8050
+	$(BIN)/mnist-softmax explore $(ARGS)
+
+bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
+	$(BIN)/mnist-softmax bench-sweep $(ARGS)
+
 server-start: $(STAMP) ## start the team tracking server (PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start
 
@@ -71,10 +87,10 @@ server-stop: ## stop the team tracking server
 server-status: ## show whether the team tracking server is up
 	scripts/tracking-server status
 
-sweep: $(STAMP) ## parallel sweep, e.g. make sweep ARGS="-j 2 -S 'optimizer.lr=0.05,0.1'"
+sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' -S 'model.l2=0,1e-3'"
 	$(BIN)/mnist-softmax sweep $(ARGS)
 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock browser run test ui compare bench server-start server-stop server-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui compare bench bench-sweep explore server-start server-stop server-status sweep clean

@@ -17,20 +17,11 @@ import pytest
 from tracking_fixtures import logged_runs, tracking_store  # noqa: F401  (shared MLflow store)
 
 from mnist_softmax.config import Config, compose, config_from_container
+from mnist_softmax.ops.bench_sweep import PROJECT_FILES  # what a clean clone holds
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("SHARED_MNIST", REPO.parent / "shared" / "mnist"))
 VENV_BIN = Path(sys.executable).parent
-# What a clean clone holds that the pipeline needs (data, models and reports are outputs).
-PROJECT_FILES = (
-    "dvc.yaml",
-    "params",
-    "params.yaml",
-    "pipeline",
-    "src",
-    ".dvc/config",
-    ".dvcignore",
-)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +69,13 @@ def stage_env(mirror: str | None = None, **extra: str) -> dict[str, str]:
     """Environment for subprocesses: the test's venv first on PATH, no analytics, no DVC exp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(DVC_NO_ANALYTICS="1", MPLBACKEND="Agg", GIT_AUTHOR_NAME="t", GIT_COMMITTER_NAME="t")
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MPLBACKEND="Agg",
+        GIT_AUTHOR_NAME="t",
+        GIT_COMMITTER_NAME="t",
+    )
     env.update(GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_EMAIL="t@example.com")
     if mirror:
         env["DATA_MIRROR"] = mirror
@@ -182,3 +179,18 @@ def screenshots_dir() -> Path:
     folder = REPO / "reports" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[object, object, object]:
+    """sklearn's 8x8 digits as uint8 images: 1400 train and 397 validation splits + scaler."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from mnist_softmax.data.scaler import Scaler
+    from mnist_softmax.data.splits import Split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X * 15).astype(np.uint8)
+    train, val = Split(X[:1400], y[:1400]), Split(X[1400:], y[1400:])
+    return train, val, Scaler.fit(train.X, "standardize", 25.5)

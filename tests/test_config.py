@@ -91,3 +91,31 @@ def test_unknown_margin_metric_is_refused():
 
     with pytest.raises(ConfigError, match=r"retrain\.margins='test/ece_cal'"):
         RetrainConfig(higher_is_better=[], lower_is_better=[], margins={"test/ece_cal": 0.01})
+
+
+@pytest.mark.parametrize(
+    "removed", ["optimizer.lr", "model.l2", "data.val_size", "retrain.margins"]
+)
+def test_a_removed_key_is_an_error_naming_it_never_a_silent_default(removed):
+    with pytest.raises(ConfigError, match=rf"{removed} is missing"):
+        config_from_container(compose(REPO / "params", [f"~{removed}"]))
+
+
+def test_the_schema_holds_no_values_params_is_the_only_source():
+    """Every field of every group is MISSING in the schema: no second set of defaults to drift."""
+    import dataclasses
+
+    from omegaconf import MISSING
+
+    from mnist_softmax import config
+
+    schemas = [
+        obj
+        for obj in vars(config).values()
+        if dataclasses.is_dataclass(obj) and obj.__module__ == config.__name__
+    ]
+    assert len(schemas) >= 10
+    for schema in schemas:
+        for field in dataclasses.fields(schema):
+            assert field.default is MISSING, f"{schema.__name__}.{field.name} has a default"
+            assert field.default_factory is dataclasses.MISSING, f"{schema.__name__}.{field.name}"

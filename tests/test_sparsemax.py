@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import test_training
 from shipped import shipped_config
 
 from mnist_softmax.atomic import load_npz, save_npz
@@ -196,9 +195,6 @@ def test_finite_sparsemax_nll_is_reported():
     assert test["nll"] == pytest.approx(-np.log(p[[0, 1], y]).mean()) and test["true_zero"] == 0
 
 
-digits = test_training.digits  # sklearn's 8x8 digits: 1400 train, 397 validation images
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
 def test_sparsemax_trains_with_both_optimizers(digits, optimizer):
     small = ["data.image_shape=[8,8]", "model=sparsemax"]
@@ -228,3 +224,13 @@ def test_sparsemax_early_stopping_keeps_the_best_val_epoch(digits):
     assert result.history["val/sparsemax_loss"].iloc[best - 1] == (
         result.history["val/sparsemax_loss"].min()
     )
+
+
+def test_the_stacked_sweep_trainer_refuses_sparsemax(digits):
+    """Its fused pass is the softmax one: a sparsemax config must not be trained as softmax."""
+    from mnist_softmax.errors import ConfigError
+    from mnist_softmax.model.stacked_sgd import train_stacked
+
+    cfg = shipped_config("data.image_shape=[8,8]", "model=sparsemax", "optimizer.epochs=1")
+    with pytest.raises(ConfigError, match=r"model\.output='sparsemax' cannot be stacked"):
+        train_stacked(*digits, [cfg])

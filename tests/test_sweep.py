@@ -46,7 +46,7 @@ def test_parallel_sweep_logs_every_experiment(team_server, tmp_path, file_mirror
     run(["git", "commit", "-qm", "baseline data"], path, env)
 
     grid = ["-S", "optimizer.lr=0.05,0.2", "-S", "optimizer.momentum=0.5,0.8"]
-    proc = run(["mnist-softmax", "sweep", "-j", "2", *grid], path, env, timeout=400)
+    proc = run(["mnist-softmax", "sweep", "--queue", "-j", "2", *grid], path, env, timeout=400)
     assert "FAILED" not in proc.stderr and "no MLflow run" not in proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:]]
     assert len(rows) == 4

@@ -62,9 +62,17 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    """Save arrays to an uncompressed ``.npz`` atomically (no pickled objects allowed)."""
+    """Save arrays to an uncompressed ``.npz`` atomically (no pickled objects allowed).
+
+    Object arrays are refused here rather than through ``np.savez(allow_pickle=False)``: NumPy
+    before 2.2 has no such argument and would store it as an array named ``allow_pickle``.
+    """
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    pickled = [k for k, v in arrays.items() if v.dtype.hasobject]
+    if pickled:
+        raise ValueError(f"{path}: object arrays {pickled} would need pickle; not saved")
     with atomic_path(path, suffix=".npz") as tmp, tmp.open("wb") as handle:
-        np.savez(handle, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(handle, **arrays)
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

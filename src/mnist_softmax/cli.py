@@ -24,7 +24,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "move the champion alias to a model version (rollback)",
     ),
     "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
-    "sweep": ("mnist_softmax.ops.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
+    "explore": (
+        "mnist_softmax.ops.explore",
+        "serve the interactive softmax explorer on the trained model (127.0.0.1:8050)",
+    ),
+    "sweep": ("mnist_softmax.ops.sweep", "run a grid of configs (fast, or --queue), rank them"),
+    "bench-sweep": (
+        "mnist_softmax.ops.bench_sweep",
+        "time sweeps and reruns in a temp copy of the project (prints a table)",
+    ),
 }
 
 

@@ -11,7 +11,8 @@ probabilities, log-probabilities and a negative log-likelihood through these fun
 
 They compute in float64 whatever the dtype of the logits, so a metric does not depend on
 whether the model was trained in float32 or float64. The exceptions are the fused training
-passes :func:`forward_backward` (softmax) and :func:`sparsemax_forward_backward`: each reuses
+passes :func:`forward_backward` (softmax; :func:`forward_backward_blocks` for K stacked
+models) and :func:`sparsemax_forward_backward`: each reuses
 one buffer for the logits, the probabilities and the gradient in the weights' dtype, because a
 minibatch step must cost no more than its two matrix products. Their results are checked
 against :func:`nll` and :func:`sparsemax_loss`, and their gradients by finite differences, in
@@ -192,3 +193,69 @@ def sparsemax_forward_backward(
     dW += l2 * W
     loss = batch_loss + 0.5 * l2 * float(np.vdot(W, W))
     return Pass(loss=loss, nll=batch_loss, n_correct=n_correct, dW=dW, db=G.sum(axis=0))
+
+
+@dataclass(frozen=True)
+class BlockPass:
+    """One forward and backward pass of K models stacked side by side (see below).
+
+    nll : ndarray of shape (K,), mean cross-entropy of each model on the batch
+    n_correct : ndarray of shape (K,), argmax hits of each model
+    dW : ndarray of shape (n_features, K * n_classes); db : ndarray of shape (K * n_classes,)
+    """
+
+    nll: np.ndarray
+    n_correct: np.ndarray
+    dW: np.ndarray
+    db: np.ndarray
+
+
+def forward_backward_blocks(
+    W: np.ndarray,
+    b: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    l2: np.ndarray,
+    n_classes: int,
+    Z: np.ndarray,
+    dW: np.ndarray,
+) -> BlockPass:
+    """Return :func:`forward_backward` of K models at once, whose weights are column blocks.
+
+    Why a second fused pass: a sweep stacks K models as ``W = [W_1 | ... | W_K]`` so that one
+    batch costs two matrix products for all of them (a (256 x 784) @ (784 x 10) product leaves
+    BLAS idle; a (784 x 10 K) one does not). The softmax, the NLL and ``P - Y`` must then be
+    taken per block of ``n_classes`` columns, and ``l2`` differs per block. Every operation
+    is the one of :func:`forward_backward`, in the same order and dtype, so block ``k`` gets
+    the gradient a single run of model ``k`` gets (the tests compare them). The products write
+    into the caller's buffers ``Z`` and ``dW``: no allocation of batch size per step.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_features, K * n_classes)
+    b : ndarray of shape (K * n_classes,)
+    X : ndarray of shape (n_samples, n_features), scaled features in the dtype of ``W``
+    y : ndarray of shape (n_samples,), integer class indices
+    l2 : ndarray of shape (K * n_classes,), each block's L2 penalty repeated per column
+    n_classes : columns per block
+    Z : ndarray of shape (>= n_samples, K * n_classes), scratch for logits and ``P - Y``
+    dW : ndarray of shape (n_features, K * n_classes), receives the weight gradient
+    """
+    n, k = len(y), len(b) // n_classes
+    Z = np.matmul(X, W, out=Z[:n])
+    Z += b
+    blocks = Z.reshape(n, k, n_classes)  # a view: row i, model k, class c
+    n_correct = np.count_nonzero(blocks.argmax(axis=2) == y[:, None], axis=0)
+    blocks -= blocks.max(axis=2, keepdims=True)  # stable: exp(z - max) <= 1
+    true = (np.arange(n)[:, None], np.arange(k), y[:, None])  # (i, k, y_i) for every i, k
+    z_true = blocks[true]
+    np.exp(blocks, out=blocks)
+    total = blocks.sum(axis=2, keepdims=True)
+    # logsumexp(z) - z_y, averaged per model over contiguous rows as forward_backward does
+    batch_nll = (np.log(total[:, :, 0]) - z_true).T.copy().mean(axis=1)
+    blocks /= total  # P
+    blocks[true] -= 1.0  # P - Y without building the one-hot Y
+    Z /= n
+    np.matmul(X.T, Z, out=dW)
+    dW += l2 * W
+    return BlockPass(nll=batch_nll, n_correct=n_correct, dW=dW, db=Z.sum(axis=0))

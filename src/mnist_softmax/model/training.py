@@ -13,11 +13,10 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import OptimizeResult
 
 from mnist_softmax.config import Config, LBFGSConfig, SGDConfig
 from mnist_softmax.data.scaler import Scaler
@@ -25,11 +24,13 @@ from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import TrainingDivergedError
 from mnist_softmax.model.curves import curve_columns
 from mnist_softmax.model.fit_step import FitStep
-from mnist_softmax.model.lbfgs import fit_lbfgs
 from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy, predict_logits
 from mnist_softmax.model.outputs import LOSS_NAMES, output_loss
 from mnist_softmax.model.sgd import fit_sgd
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +59,20 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
     started = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     n_classes = len(cfg.data.class_names)
-    # Shuffle ONCE (gathering uint8 is 4x cheaper than float32), then scale into one
-    # contiguous array: SGD slices batches from it without any further copies.
-    order = rng.permutation(len(train))
-    X, y = scaler.transform(train.X[order], cfg.model.dtype), train.y[order]
-    X_val = scaler.transform(val.X, cfg.model.dtype)
+    X, y, X_val = shuffled_features(train, val, scaler, cfg.model.dtype, rng)
     opt = cfg.optimizer
     max_epochs = opt.epochs if isinstance(opt, SGDConfig) else opt.max_iter
-    output, loss_name = cfg.model.output, LOSS_NAMES[cfg.model.output]
-    monitor = _Monitor(X_val, val.y, getattr(opt, "patience", 0), max_epochs, opt, output)
+    output = cfg.model.output
+    monitor = EpochMonitor(X_val, val.y, getattr(opt, "patience", 0), max_epochs, opt, output)
     fit_started = time.perf_counter()
     # Overflow is reported once, as TrainingDivergedError by the monitor, not as warnings.
     solver: dict[str, Any] = {}
     with np.errstate(over="ignore", invalid="ignore"):
         if isinstance(opt, SGDConfig):
             fit_sgd(X, y, n_classes, opt, cfg.model.l2, rng, monitor, output)
-        else:
+        else:  # imported here: the SGD path need not pay for scipy.optimize
+            from mnist_softmax.model.lbfgs import fit_lbfgs
+
             fitted = fit_lbfgs(X, y, n_classes, opt, cfg.model.l2, monitor, output)
             solver = _lbfgs_outcome(fitted, opt)
     fit_seconds = time.perf_counter() - fit_started
@@ -81,9 +80,46 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
         raise TrainingDivergedError(
             f"{opt.name} stopped before its first epoch/iteration: check optimizer.tol"
         )
+    seconds = {
+        "train_seconds": round(time.perf_counter() - started, 4),
+        "seconds_per_epoch": round(fit_seconds / len(monitor.rows), 4),
+    }
     best = monitor.best
     train_logits = predict_logits(X, best.W, best.b)
-    train_loss, train_acc = output_loss(train_logits, y, output), accuracy(train_logits, y)
+    return training_result(monitor, train_logits, y, scaler, cfg, {**seconds, **solver})
+
+
+def shuffled_features(
+    train: Split, val: Split, scaler: Scaler, dtype: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the shuffled, scaled training features and labels, and the scaled validation X.
+
+    Shuffle ONCE (gathering uint8 is 4x cheaper than float32), then scale into one contiguous
+    array: SGD slices batches from it without any further copies. Draws from ``rng`` first,
+    before the optimizer does: the same seed gives the same order in every trainer.
+    """
+    order = rng.permutation(len(train))
+    X, y = scaler.transform(train.X[order], dtype), train.y[order]
+    return X, y, scaler.transform(val.X, dtype)
+
+
+def training_result(
+    monitor: EpochMonitor,
+    train_logits: np.ndarray,
+    y: np.ndarray,
+    scaler: Scaler,
+    cfg: Config,
+    extra: dict[str, Any],
+) -> TrainResult:
+    """Build the :class:`TrainResult` of the kept epoch from a finished monitor.
+
+    train_logits : ndarray of shape (n_samples, n_classes), the kept model on the training
+    split; extra : the trainer's summary entries: ``train_seconds``, ``seconds_per_epoch``
+    and, for L-BFGS, the solver's outcome
+    """
+    best = monitor.best
+    assert best is not None  # the caller checked: at least one epoch was reported
+    output, loss_name = cfg.model.output, LOSS_NAMES[cfg.model.output]
     history = pd.DataFrame(monitor.rows, columns=list(curve_columns(loss_name)))
     model = SoftmaxModel(
         W=best.W,
@@ -98,17 +134,19 @@ def train(train: Split, val: Split, scaler: Scaler, cfg: Config) -> TrainResult:
     summary = {
         "best_epoch": best.epoch,
         "epochs_run": len(history),
-        "optimizer": opt.name,
-        "train_seconds": round(time.perf_counter() - started, 4),
-        "seconds_per_epoch": round(fit_seconds / len(history), 4),
+        "optimizer": cfg.optimizer.name,
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "train": {"acc": train_acc, loss_name: train_loss},
+        "train": {
+            "acc": accuracy(train_logits, y),
+            loss_name: output_loss(train_logits, y, output),
+        },
         "val": {"acc": float(best_row["val/acc"]), loss_name: float(best_row[f"val/{loss_name}"])},
-        **solver,
+        **extra,
     }
     log.info(
-        "kept epoch %d of %d: val/acc=%.4f val/%s=%.4f (%.2f s)", best.epoch, len(history),
-        summary["val"]["acc"], loss_name, summary["val"][loss_name], fit_seconds,
+        "kept epoch %d of %d: val/acc=%.4f val/%s=%.4f (%.2f s)",
+        best.epoch, len(history), summary["val"]["acc"], loss_name, summary["val"][loss_name],
+        summary["train_seconds"],
     )  # fmt: skip
     return TrainResult(model=model, history=history, summary=summary)
 
@@ -136,7 +174,7 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-class _Monitor:
+class EpochMonitor:
     """Per-epoch callback: validation metrics, divergence check, best epoch, early stopping.
 
     "nll" in its names is the output's loss: the NLL for softmax, else the sparsemax loss.

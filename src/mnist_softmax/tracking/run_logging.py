@@ -37,6 +37,8 @@ from mnist_softmax.tracking.store import repo_root, resolve_store
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in DVC's log
+# MLflow 3.x sends usage telemetry by default: a pipeline must not call out on its own
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 TAG_PID, TAG_HOST = "mnist_softmax.pid", "mnist_softmax.host"  # for end_stale_runs
 TAG_VERSION = "registered_model_version"

@@ -62,19 +62,29 @@ def _flatten_nested(node: dict[str, Any]) -> dict[str, float]:
 
 
 def read_final_metrics(paths: PathsConfig) -> dict[str, float]:
-    """Merge every JSON metrics file into one flat dict (later files win on shared keys).
+    """Merge every JSON metrics file into one flat dict (see :func:`merge_final_metrics`)."""
+    return merge_final_metrics(
+        *(json.loads(_existing(path).read_text()) for path in metrics_files(paths))
+    )
 
-    The calibrate stage's ``val/*`` (same model, same split) supersedes train.json's.
+
+def metrics_files(paths: PathsConfig) -> tuple[str, str, str, str]:
+    """Return the data report, train, calibration and evaluation metrics files, in that order."""
+    return (paths.data_report, paths.train_metrics, paths.calibration_metrics, paths.eval_metrics)
+
+
+def merge_final_metrics(
+    data: dict[str, Any], train: dict[str, Any], calibration: dict[str, Any], test: dict[str, Any]
+) -> dict[str, float]:
+    """Flatten the four metrics reports into one dict (later reports win on shared keys).
+
+    The calibrate stage's ``val/*`` (same model, same split) supersedes train.json's. The
+    fast sweep passes the same reports from memory, so its runs carry the same names.
     """
-    sources = [
-        (paths.data_report, "data/"),
-        (paths.train_metrics, "train/"),
-        (paths.calibration_metrics, "calibration/"),
-        (paths.eval_metrics, ""),  # temperature, test/*, per_class/*
-    ]
     merged: dict[str, float] = {}
-    for path, prefix in sources:
-        merged.update(flatten_metrics(json.loads(_existing(path).read_text()), prefix))
+    prefixes = ("data/", "train/", "calibration/", "")  # the last: temperature, test/*, per_class/*
+    for report, prefix in zip((data, train, calibration, test), prefixes, strict=True):
+        merged.update(flatten_metrics(report, prefix))
     return merged
 
 

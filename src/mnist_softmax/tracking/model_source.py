@@ -1,0 +1,100 @@
+"""Which trained model a command serves: the one asked for, else the registry's best, else the file.
+
+With no explicit choice the order is: the registered model's ``champion`` alias, else its newest
+version, else the workspace's ``models/model.npz`` with the ``models/calibration.json`` beside
+it. An explicit choice is a file path (a ``model.npz``) or an MLflow model URI
+(``models:/mnist-softmax@champion``, ``models:/mnist-softmax/3``, ``runs:/<id>/model``). A
+registered model is loaded through its pyfunc, exactly as the retrain job scores it.
+
+mlflow is imported only when the registry is really asked (it costs seconds): never for a file,
+and not when the local sqlite store does not exist yet (reading must not create one).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_softmax.config import PathsConfig, TrackingConfig
+from mnist_softmax.errors import DataError
+from mnist_softmax.evaluation.temperature import load_temperature
+from mnist_softmax.model.model_file import SoftmaxModel, load_model
+from mnist_softmax.tracking.store import resolve_store
+
+log = logging.getLogger(__name__)
+
+_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A loaded model, its fitted temperature, and where it came from (for people to read)."""
+
+    model: SoftmaxModel
+    temperature: float
+    source: str
+
+
+def load_model_source(
+    spec: str | None, tracking: TrackingConfig, paths: PathsConfig
+) -> ModelSource:
+    """Load the model named by ``spec`` (a path or MLflow URI), or the default one (see above).
+
+    Raises DataError (one line) when the named model cannot be found or read.
+    """
+    if spec and spec.startswith(_URI_SCHEMES):
+        return _load_registered(spec, tracking)
+    if spec:
+        return _load_file(Path(spec), Path(spec).parent / Path(paths.calibration).name)
+    uri = _default_registered_uri(tracking)
+    if uri is not None:
+        return _load_registered(uri, tracking)
+    return _load_file(Path(paths.model), Path(paths.calibration))
+
+
+def _load_file(model_path: Path, calibration_path: Path) -> ModelSource:
+    """Load a ``model.npz``; its temperature is T = 1 when no calibration file lies beside it."""
+    if not model_path.is_file():
+        raise DataError(f"{model_path} not found: run `make run` first, or pass --model")
+    model = load_model(model_path)
+    if calibration_path.is_file():
+        temperature = load_temperature(calibration_path)
+    else:
+        log.warning("%s not found: using T = 1 (uncalibrated)", calibration_path)
+        temperature = 1.0
+    return ModelSource(model, temperature, str(model_path))
+
+
+def _default_registered_uri(tracking: TrackingConfig) -> str | None:
+    """Return the URI of the champion, else of the newest version; None without either."""
+    store = resolve_store(tracking)
+    if (
+        store.uri.startswith("sqlite:///")
+        and not Path(store.uri.removeprefix("sqlite:///")).is_file()
+    ):
+        return None  # no local store yet: nothing registered, and reading must not create it
+    from mnist_softmax.tracking.registry import CHAMPION, alias_version, client_for, latest_version
+
+    client = client_for(tracking)
+    name = tracking.registered_model
+    if alias_version(client, name, CHAMPION) is not None:
+        return f"models:/{name}@{CHAMPION}"
+    version = latest_version(client, name)
+    return None if version is None else f"models:/{name}/{version}"
+
+
+def _load_registered(uri: str, tracking: TrackingConfig) -> ModelSource:
+    """Load a logged pyfunc and unwrap the project's model and temperature from it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(resolve_store(tracking).uri)
+    try:
+        served = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except (MlflowException, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot load model {uri}: {first_line}") from None
+    if not (hasattr(served, "model") and hasattr(served, "temperature")):
+        raise DataError(f"{uri} is not an mnist-softmax model (no model and temperature inside)")
+    return ModelSource(served.model, float(served.temperature), uri)

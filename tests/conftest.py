@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,6 +140,56 @@ def make_project(parent: Path, mirror: str) -> tuple[Path, dict[str, str]]:
 def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
     """A fresh git + DVC repository holding a copy of this project; returns (path, env)."""
     return make_project(tmp_path, file_mirror)
+
+
+def limited_python(
+    code: str, fsize: int | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter, optionally under RLIMIT_FSIZE (``fsize`` bytes).
+
+    RLIMIT_FSIZE is a real full disk for that one process: a write past it fails with EFBIG
+    (Python ignores SIGXFSZ). A PipelineError ends it as a stage would: one line, its code.
+    """
+    wrapper = textwrap.dedent(
+        f"""
+        import sys
+        from mnist_softmax.errors import PipelineError
+        try:
+            exec(compile({code!r}, "<test>", "exec"))
+        except PipelineError as exc:
+            print(f"{{type(exc).__name__}}: {{exc}}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        """
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run(
+        [sys.executable, "-c", wrapper],
+        preexec_fn=limit if fsize else None,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """Make ``folder`` unwritable for this test, even for root (``chattr +i``, immutable)."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
 
 
 @pytest.fixture(scope="session")

@@ -131,7 +131,7 @@ def test_failed_fetch_keeps_the_existing_file(shared_mnist, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [LABELS.local_name]
 
 
-def test_missing_file_is_a_network_error_then_next_mirror(file_mirror, tmp_path):
+def test_missing_file_is_not_retried_and_the_next_mirror_is_used(file_mirror, tmp_path):
     sleeps: list[float] = []
     path = fetch_file(
         LABELS,
@@ -141,7 +141,7 @@ def test_missing_file_is_a_network_error_then_next_mirror(file_mirror, tmp_path)
         sleeps.append,
     )
     assert path.is_file()
-    assert sleeps == [0.0]  # retried once (retries=2) with back-off before moving on
+    assert sleeps == []  # a missing file stays missing: no retry, no back-off
 
 
 def test_timeout_then_next_mirror(file_mirror, tmp_path):

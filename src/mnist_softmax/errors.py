@@ -50,3 +50,9 @@ def storage_error(path: object, exc: OSError) -> StorageError:
     }.get(name, "check the disk and the folder")
     code = name or f"errno {exc.errno}"
     return StorageError(f"cannot write {path}: {reason} ({code}): {hint}")
+
+
+class Terminated(PipelineError):
+    """SIGTERM arrived: raised so ``finally`` blocks remove temporary files before exiting."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process

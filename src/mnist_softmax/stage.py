@@ -8,6 +8,7 @@ params it declares (:class:`mnist_softmax.scoped_config.ScopedConfig`).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import yaml
 
 from mnist_softmax.atomic import check_writable
 from mnist_softmax.config import PARAMS_FILE, Config, load_config
-from mnist_softmax.errors import PipelineError
+from mnist_softmax.errors import PipelineError, Terminated
 from mnist_softmax.redact import install_log_redaction
 from mnist_softmax.scoped_config import ScopedConfig
 
@@ -31,6 +32,10 @@ def setup_logging(stage: str, level: int = logging.INFO) -> None:
     """
     install_log_redaction()
     logging.basicConfig(level=level, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated("terminated by SIGTERM; temporary files removed, outputs unchanged")
 
 
 def stage_outputs(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> list[Path]:
@@ -72,6 +77,7 @@ def run_stage(
     stage's ``params:`` in dvc.yaml) and the paths.
     """
     setup_logging(stage)
+    signal.signal(signal.SIGTERM, _raise_terminated)  # temp files go on SIGTERM too
     started = time.perf_counter()
     try:
         cfg = ScopedConfig(load_config(params_file), declared, stage)

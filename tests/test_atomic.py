@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import limited_python
 
-from mnist_softmax.atomic import atomic_open, load_npz, read_json, save_npz, write_json
+from mnist_softmax.atomic import load_npz, read_json, save_npz, write_json
 from mnist_softmax.errors import DataError
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from conftest import REPO, limited_python, read_only, serve, stage_env
@@ -191,7 +192,7 @@ class _Counting(http.server.SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # chunked transfer encoding, as real mirrors use
     body = b""
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -405,7 +406,7 @@ def test_read_only_folder_is_one_line_naming_it_and_not_retried(file_mirror, tmp
 
 def test_sigterm_mid_download_leaves_no_temp_file(mirror_that, tmp_path, shared_mnist):
     """The fetch stage, killed while a stalling mirror drips: exit 143, nothing left behind."""
-    url, handler = mirror_that(_drip)
+    url, _ = mirror_that(_drip)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy2(REPO / "params.yaml", work / "params.yaml")

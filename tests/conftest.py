@@ -101,7 +101,9 @@ def copy_project(dest: Path, env: dict[str, str], epochs: int | None = None) -> 
     """Create a git repository at ``dest`` holding a copy of this project.
 
     ``epochs`` shrinks SGD training (and the ECE bootstrap) for tests about plumbing, not
-    accuracy.
+    accuracy. The project's only mirror is an offline placeholder, so its data comes from
+    ``$DATA_MIRROR`` alone: a test that gives it a corrupt mirror cannot be rescued by the real
+    https mirrors when the machine happens to be online.
     """
     dest.mkdir(parents=True)
     for name in PROJECT_FILES:
@@ -111,16 +113,31 @@ def copy_project(dest: Path, env: dict[str, str], epochs: int | None = None) -> 
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    _offline_mirrors(dest / "params/data/mnist.yaml")
     if epochs is not None:
         _set_key(dest / "params/optimizer/sgd.yaml", "epochs", epochs)
         _set_key(dest / "params/evaluation/default.yaml", "bootstrap_samples", 50)
-        run([sys.executable, "pipeline/compose.py"], dest, env)
+    run([sys.executable, "pipeline/compose.py"], dest, env)
     (dest / "mlflow").mkdir()
     (dest / ".gitignore").write_text("mlflow/\n")
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "project"], dest, env)
     return dest
+
+
+OFFLINE_MIRROR = "file:///nonexistent/offline-test-mirror"
+
+
+def _offline_mirrors(file: Path) -> None:
+    """Replace the configured mirrors of a data config by one that never answers."""
+    text, count = re.subn(
+        r"(?m)^mirrors:(.*)\n(?:  - .*\n)+",
+        rf"mirrors:\1\n  - {OFFLINE_MIRROR}\n",
+        file.read_text(),
+    )
+    assert count == 1, f"no mirrors list in {file}"
+    file.write_text(text)
 
 
 def _set_key(file: Path, key: str, value: object) -> None:

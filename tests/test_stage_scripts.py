@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, read_only, run, stage_env
+from conftest import OFFLINE_MIRROR, REPO, read_only, run, stage_env
 
 from mnist_softmax.atomic import load_npz, save_npz
 
-OFFLINE = "file:///nonexistent/offline-test-mirror"  # test projects never reach the internet
 REAL_MIRRORS = """  - https://ossci-datasets.s3.amazonaws.com/mnist
   - https://storage.googleapis.com/cvdf-datasets/mnist
   - http://yann.lecun.com/exdb/mnist
@@ -23,7 +22,7 @@ REAL_MIRRORS = """  - https://ossci-datasets.s3.amazonaws.com/mnist
 def offline_params(text: str) -> str:
     """Replace the real https mirrors of params.yaml: only $DATA_MIRROR can serve the data."""
     assert REAL_MIRRORS in text
-    return text.replace(REAL_MIRRORS, f"  - {OFFLINE}\n")
+    return text.replace(REAL_MIRRORS, f"  - {OFFLINE_MIRROR}\n")
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def last_report(path) -> dict:
 
 def versions(path) -> list[str]:
     found = client(path).search_model_versions(f"name = '{NAME}'")
-    return sorted((v.version for v in found), key=int)
+    return sorted((str(v.version) for v in found), key=int)
 
 
 def history(path, env) -> list[list[str]]:
@@ -297,5 +297,6 @@ def test_tracking_uri_override_reaches_the_pipeline(repo, tmp_path):
     assert "retrain promoted: challenger v1, champion none -> v1" in proc.stdout
     from mlflow.tracking import MlflowClient
 
-    assert MlflowClient(other).get_registered_model(NAME).aliases == {"champion": "1"}
+    aliases = MlflowClient(other).get_registered_model(NAME).aliases
+    assert {alias: str(v) for alias, v in aliases.items()} == {"champion": "1"}
     assert versions(path) == default_versions

@@ -249,17 +249,14 @@ def main(argv: list[str] | None = None) -> int:
             log.error("error: %s", exc)
             return exc.exit_code
         except PipelineError as exc:
-            report.decision, report.reasons, code = (
-                _decision_of(exc, report),
-                [str(exc)],
-                exc.exit_code,
-            )
-        except Exception as exc:
+            report.decision, code = _decision_of(exc, report), exc.exit_code
+            report.reasons = [str(exc)]
+        except Exception as exc:  # not ours: still one line and a history entry
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             report.decision, report.reasons, code = "failed", [f"{type(exc).__name__}: {first}"], 1
-        finally:
-            report.seconds = round(time.perf_counter() - started, 2)
-            log.info("report: %s", _record(cfg, report))
+        # recorded inside the guard: a second signal cannot stop the report being written
+        report.seconds = round(time.perf_counter() - started, 2)
+        log.info("report: %s", _record(cfg, report))
     if code:
         log.error("error: %s", report.reasons[0])
     print(redact_text(report.summary()))

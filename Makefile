@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Offline machines: use the shared MNIST copy beside the repo as the first mirror.
 SHARED_MNIST := $(abspath ../shared/mnist)
+# An empty DATA_MIRROR counts as unset (`?=` would keep it empty).
 ifneq ($(wildcard $(SHARED_MNIST)/*.gz),)
-export DATA_MIRROR ?= file://$(SHARED_MNIST)
+ifeq ($(strip $(DATA_MIRROR)),)
+export DATA_MIRROR := file://$(SHARED_MNIST)
+endif
 endif
 # dvc runs each stage's `python` from PATH: make it the project's environment.
 export PATH := $(abspath $(BIN)):$(PATH)

@@ -2,7 +2,9 @@
 
 Plain `dvc repro` does not run Hydra, so this stage recomposes params.yaml whenever params/
 changes. Under `dvc exp run`, DVC has already composed params.yaml with the `-S` overrides
-(DVC_EXP_NAME is set): then the file is only validated, never overwritten.
+(DVC_EXP_NAME is set): then the file is only validated. If it is invalid (`-S
+optimizer.lr=abc`), it is rewritten from params/ alone before the stage fails, so no invalid
+params.yaml stays in the workspace to break the next `retrain` or `dvc repro`.
 """
 
 import os
@@ -17,15 +19,24 @@ from mnist_softmax.config import (
     load_config,
     to_yaml,
 )
-from mnist_softmax.errors import PipelineError
+from mnist_softmax.errors import ConfigError, PipelineError
 from mnist_softmax.stage import log, setup_logging
 
 
 def main(overrides: list[str]) -> None:
     if os.environ.get("DVC_EXP_NAME") and not overrides:
-        load_config(PARAMS_FILE)
+        try:
+            load_config(PARAMS_FILE)
+        except ConfigError:
+            write_params([])  # put back the valid params.yaml of params/, then fail
+            raise
         log.info("%s composed by dvc exp run; validated", PARAMS_FILE)
         return
+    write_params(overrides)
+
+
+def write_params(overrides: list[str]) -> None:
+    """Compose, validate, then write params.yaml atomically (a bad value changes nothing)."""
     composed = compose(CONFIG_DIR, overrides)
     config_from_container(composed)  # a bad value stops here, before params.yaml changes
     with atomic_open(PARAMS_FILE) as handle:

@@ -8,7 +8,15 @@ from mnist_softmax.data.download import fetch_dataset
 from mnist_softmax.stage import log, run_stage
 
 # the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
-PARAMS = ("data.mirrors", "data.files", "data.timeout_s", "data.retries", "data.backoff_s")
+PARAMS = (
+    "data.mirrors",
+    "data.files",
+    "data.timeout_s",
+    "data.retries",
+    "data.backoff_s",
+    "data.max_file_mb",
+    "data.attempt_s",
+)
 
 
 def main(cfg: Config) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,7 +98,9 @@ def copy_project(dest: Path, env: dict[str, str], epochs: int | None = None) -> 
     """Create a git repository at ``dest`` holding a copy of this project.
 
     ``epochs`` shrinks SGD training (and the ECE bootstrap) for tests about plumbing, not
-    accuracy.
+    accuracy. The project's only mirror is an offline placeholder, so its data comes from
+    ``$DATA_MIRROR`` alone: a test that gives it a corrupt mirror cannot be rescued by the real
+    https mirrors when the machine happens to be online.
     """
     dest.mkdir(parents=True)
     for name in PROJECT_FILES:
@@ -105,16 +110,31 @@ def copy_project(dest: Path, env: dict[str, str], epochs: int | None = None) -> 
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    _offline_mirrors(dest / "params/data/mnist.yaml")
     if epochs is not None:
         _set_key(dest / "params/optimizer/sgd.yaml", "epochs", epochs)
         _set_key(dest / "params/evaluation/default.yaml", "bootstrap_samples", 50)
-        run([sys.executable, "pipeline/compose.py"], dest, env)
+    run([sys.executable, "pipeline/compose.py"], dest, env)
     (dest / "mlflow").mkdir()
     (dest / ".gitignore").write_text("mlflow/\n")
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "project"], dest, env)
     return dest
+
+
+OFFLINE_MIRROR = "file:///nonexistent/offline-test-mirror"
+
+
+def _offline_mirrors(file: Path) -> None:
+    """Replace the configured mirrors of a data config by one that never answers."""
+    text, count = re.subn(
+        r"(?m)^mirrors:(.*)\n(?:  - .*\n)+",
+        rf"mirrors:\1\n  - {OFFLINE_MIRROR}\n",
+        file.read_text(),
+    )
+    assert count == 1, f"no mirrors list in {file}"
+    file.write_text(text)
 
 
 def _set_key(file: Path, key: str, value: object) -> None:
@@ -134,6 +154,56 @@ def make_project(parent: Path, mirror: str) -> tuple[Path, dict[str, str]]:
 def project(tmp_path: Path, file_mirror: str) -> tuple[Path, dict[str, str]]:
     """A fresh git + DVC repository holding a copy of this project; returns (path, env)."""
     return make_project(tmp_path, file_mirror)
+
+
+def limited_python(
+    code: str, fsize: int | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter, optionally under RLIMIT_FSIZE (``fsize`` bytes).
+
+    RLIMIT_FSIZE is a real full disk for that one process: a write past it fails with EFBIG
+    (Python ignores SIGXFSZ). A PipelineError ends it as a stage would: one line, its code.
+    """
+    wrapper = textwrap.dedent(
+        f"""
+        import sys
+        from mnist_softmax.errors import PipelineError
+        try:
+            exec(compile({code!r}, "<test>", "exec"))
+        except PipelineError as exc:
+            print(f"{{type(exc).__name__}}: {{exc}}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        """
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run(
+        [sys.executable, "-c", wrapper],
+        preexec_fn=limit if fsize else None,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """Make ``folder`` unwritable for this test, even for root (``chattr +i``, immutable)."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
 
 
 @pytest.fixture(scope="session")

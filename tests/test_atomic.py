@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import json
 
 import numpy as np
 import pytest
+from conftest import limited_python
 
-from mnist_softmax.atomic import atomic_open, load_npz, read_json, save_npz, write_json
+from mnist_softmax.atomic import load_npz, read_json, save_npz, write_json
+from mnist_softmax.errors import DataError
 
 
 def test_json_roundtrip_is_sorted_and_readable(tmp_path):
@@ -27,16 +28,36 @@ def test_nan_is_refused_and_the_old_file_kept(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
-def test_disk_full_mid_write_keeps_the_old_file(tmp_path):
-    """ENOSPC cannot be provoked safely here, so the write raises it the way the OS would."""
+def test_file_size_limit_mid_write_is_one_line_naming_the_file(tmp_path):
+    """A real EFBIG (RLIMIT_FSIZE, the disk-full of one process): old file kept, no temp left."""
     path = tmp_path / "report.csv"
     path.write_text("old,complete\n")
-    with pytest.raises(OSError) as info, atomic_open(path) as handle:
-        handle.write("new,half")
-        raise OSError(errno.ENOSPC, "No space left on device")
-    assert info.value.errno == errno.ENOSPC
+    proc = limited_python(
+        f"from mnist_softmax.atomic import atomic_open\n"
+        f"with atomic_open({str(path)!r}) as handle:\n"
+        f"    handle.write('x' * 1_000_000)\n",
+        fsize=100_000,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"StorageError: cannot write {path}: File too large (EFBIG): the file size limit was "
+        "reached; free space or raise the limit"
+    ]
     assert path.read_text() == "old,complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+
+
+def test_truncated_and_pickled_npz_are_data_errors_naming_the_file(tmp_path):
+    good = tmp_path / "model.npz"
+    save_npz(good, W=np.eye(3, dtype=np.float32))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # a real truncated model file
+    with pytest.raises(DataError, match=rf"{cut} is truncated or corrupt.*dvc repro"):
+        load_npz(cut)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, X=np.array([{"a": 1}], dtype=object))  # allow_pickle defaults to True
+    with pytest.raises(DataError, match=rf"{pickled} holds pickled objects"):
+        load_npz(pickled)
 
 
 def test_npz_has_no_pickles(tmp_path):

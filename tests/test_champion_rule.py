@@ -1,15 +1,11 @@
-"""The champion/challenger rule and the job lock."""
+"""The champion/challenger rule (the job lock has its own module, test_lock.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
 from mnist_softmax.config import RetrainConfig
 from mnist_softmax.ops.champion_rule import decide
-from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
 
 RULE = RetrainConfig(
     higher_is_better=["test/acc"],
@@ -61,27 +57,9 @@ def test_missing_metric_is_not_a_win():
     assert "missing" in decision.reasons[0]
 
 
-def test_lock_is_exclusive_across_processes(tmp_path):
-    lock = tmp_path / "retrain.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LockBusyError, match=f"pid {holder.pid}"), exclusive_lock(lock):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
-    # the kernel released the dead holder's lock: no stale lock after SIGKILL
-    with exclusive_lock(lock):
-        assert lock.read_text().strip() != str(holder.pid)
-
-
-_HOLD_LOCK = """
-import sys, time
-from mnist_softmax.ops.lock import exclusive_lock
-with exclusive_lock(sys.argv[1]):
-    print("locked", flush=True)
-    time.sleep(60)
-"""
+def test_nan_challenger_is_never_promoted_even_without_a_champion():
+    broken = {"test/acc": 0.93, "test/nll_calibrated": float("nan"), "test/ece_calibrated": 0.01}
+    for champion in (None, CHAMPION):
+        decision = decide(broken, champion, RULE)
+        assert not decision.promote
+        assert decision.reasons == ["test/nll_calibrated: challenger's value nan: cannot compare"]

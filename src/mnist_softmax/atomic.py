@@ -10,13 +10,14 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from mnist_softmax.errors import DataError
+from mnist_softmax.errors import DataError, StorageError, storage_error
 
 
 def _current_umask() -> int:
@@ -27,18 +28,45 @@ def _current_umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    A local write failure (disk full, file size limit, read-only or forbidden folder) becomes
+    one :class:`StorageError` naming ``path``: ``OSError: [Errno 27] File too large`` alone
+    does not say which file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise storage_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
     try:
+        tmp_path.chmod(0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
         yield tmp_path
         tmp_path.replace(path)  # os.replace: atomic within one file system
+    except (StorageError, FileNotFoundError):
+        raise
+    except OSError as exc:
+        raise storage_error(path, exc) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def check_writable(folder: str | Path) -> None:
+    """Fail now, naming ``folder``, if a file cannot be created in it (read-only, forbidden).
+
+    Stages call it before their work, so a read-only output folder costs no training time.
+    ``os.access`` is not enough: it says yes to root on a read-only bind mount's folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
 
 
 @contextlib.contextmanager
@@ -76,9 +104,22 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz`` file with ``allow_pickle=False``."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """Load every array of an ``.npz`` file with ``allow_pickle=False``.
+
+    A truncated or corrupt file, or one holding pickled objects, is a :class:`DataError`
+    naming it, not a ``BadZipFile`` or ``ValueError`` traceback.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        pickled = "pickle" in str(exc).lower()
+        what = "holds pickled objects (refused)" if pickled else "is truncated or corrupt"
+        raise DataError(
+            f"{path} {what}: {str(exc).splitlines()[0]}; delete it and rerun `dvc repro`"
+        ) from None
 
 
 def load_stage_npz(path: str | Path, keys: tuple[str, ...], stage: str) -> dict[str, np.ndarray]:

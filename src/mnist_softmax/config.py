@@ -74,6 +74,8 @@ class DataConfig:
     timeout_s: float = MISSING
     retries: int = MISSING
     backoff_s: float = MISSING
+    max_file_mb: float = MISSING
+    attempt_s: float = MISSING
 
     def __post_init__(self) -> None:
         _require(len(self.mirrors) >= 1, "data.mirrors", self.mirrors, "at least one URL")
@@ -91,6 +93,8 @@ class DataConfig:
         _require(self.timeout_s > 0, "data.timeout_s", self.timeout_s, "seconds > 0")
         _require(self.retries >= 1, "data.retries", self.retries, "integer >= 1")
         _require(self.backoff_s >= 0, "data.backoff_s", self.backoff_s, "seconds >= 0")
+        _require(self.max_file_mb > 0, "data.max_file_mb", self.max_file_mb, "megabytes > 0")
+        _require(self.attempt_s > 0, "data.attempt_s", self.attempt_s, "seconds > 0")
 
 
 @dataclass
@@ -337,6 +341,7 @@ def load_or_compose(params_file: str | Path = PARAMS_FILE) -> Config:
 
 def compose(config_dir: str | Path = CONFIG_DIR, overrides: list[str] | None = None) -> DictConfig:
     """Compose the Hydra tree in ``config_dir`` with command-line style overrides."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -346,6 +351,10 @@ def compose(config_dir: str | Path = CONFIG_DIR, overrides: list[str] | None = N
             return hydra_compose(CONFIG_NAME, overrides=list(overrides or []))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot compose {config_dir}/: {str(exc).splitlines()[0]}") from None
+    except yaml.MarkedYAMLError as exc:  # a syntax error in one of the files
+        mark = exc.problem_mark
+        where = f"{mark.name}, line {mark.line + 1}" if mark else str(config_dir)
+        raise ConfigError(f"{where} is not valid YAML: {exc.problem}; fix it and rerun") from None
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -8,21 +8,61 @@ params it declares (:class:`mnist_softmax.scoped_config.ScopedConfig`).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from mnist_softmax.atomic import check_writable
 from mnist_softmax.config import PARAMS_FILE, Config, load_config
-from mnist_softmax.errors import PipelineError
+from mnist_softmax.errors import PipelineError, Terminated
+from mnist_softmax.redact import install_log_redaction
 from mnist_softmax.scoped_config import ScopedConfig
 
 log = logging.getLogger("mnist_softmax")
 
 
 def setup_logging(stage: str, level: int = logging.INFO) -> None:
-    """Send library logs to stderr as ``[stage] message`` lines (DVC shows them as they come)."""
+    """Send library logs to stderr as ``[stage] message`` lines (DVC shows them as they come).
+
+    Every line, mlflow's included, has credentials masked (:mod:`mnist_softmax.redact`).
+    """
+    install_log_redaction()
     logging.basicConfig(level=level, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated("terminated by SIGTERM; temporary files removed, outputs unchanged")
+
+
+def stage_outputs(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> list[Path]:
+    """Return the paths dvc.yaml lists as the stage's outs, metrics and plots (none without it)."""
+    path = Path(dvc_yaml)
+    if not path.is_file():
+        return []
+    entry = (yaml.safe_load(path.read_text()) or {}).get("stages", {}).get(stage) or {}
+    items = [i for key in ("outs", "metrics", "plots") for i in entry.get(key) or []]
+    return [Path(next(iter(i)) if isinstance(i, dict) else i) for i in items]
+
+
+def check_outputs_writable(outputs: list[Path]) -> None:
+    """Fail before any work when an output cannot be written (read-only or forbidden folder).
+
+    Probes the nearest existing folder of each output (DVC removes outs before a stage runs),
+    so a read-only ``models/`` is reported in a second, not after minutes of training.
+    """
+    for folder in sorted({_nearest_existing(out) for out in outputs}):
+        check_writable(folder)
+
+
+def _nearest_existing(out: Path) -> Path:
+    folder = out if out.is_dir() else out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def run_stage(
@@ -37,14 +77,19 @@ def run_stage(
     stage's ``params:`` in dvc.yaml) and the paths.
     """
     setup_logging(stage)
+    signal.signal(signal.SIGTERM, _raise_terminated)  # temp files go on SIGTERM too
     started = time.perf_counter()
     try:
         cfg = ScopedConfig(load_config(params_file), declared, stage)
+        check_outputs_writable(stage_outputs(stage))
         main(cfg)  # type: ignore[arg-type]  (a view with the Config interface)
         cfg.write_audit()
     except PipelineError as exc:
         log.error("error: %s", exc)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # outside atomic_path: still one line naming the file
+        log.error("error: %s: %s", exc.filename or "(no file name)", exc.strerror or exc)
+        sys.exit(1)
     except KeyboardInterrupt:
         log.error("interrupted")
         sys.exit(130)

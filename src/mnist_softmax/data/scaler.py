@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_softmax.atomic import load_stage_npz, save_npz
+from mnist_softmax.data.splits import check_finite
 
 SCALINGS = ("standardize", "unit")
 
@@ -68,4 +69,6 @@ def save_scaler(path: str | Path, scaler: Scaler) -> None:
 
 def load_scaler(path: str | Path) -> Scaler:
     arrays = load_stage_npz(path, ("mean", "scale"), "preprocess")
+    for key in ("mean", "scale"):
+        check_finite(arrays[key], f"{path} {key}")
     return Scaler(mean=arrays["mean"], scale=arrays["scale"])

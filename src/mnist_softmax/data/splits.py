@@ -48,4 +48,24 @@ def load_split(path: str | Path) -> Split:
     X, y = arrays["X"], arrays["y"]
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
         raise DataError(f"{path}: X {X.shape} and y {y.shape} do not form a split")
+    check_finite(X, f"{path} X")
     return Split(X=X, y=y.astype(np.int64))
+
+
+def check_finite(values: np.ndarray, where: str) -> None:
+    """Raise DataError naming the count and first (row, column) of NaN/inf ``values``.
+
+    Bad inputs would otherwise surface as a NaN loss at step 1 and be blamed on the
+    learning rate. uint8 pixels cannot hold NaN: the check costs nothing for them.
+    """
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    bad = ~np.isfinite(values)
+    count = int(bad.sum())
+    if count:
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = f"row {first[0]}, column {first[1]}" if len(first) == 2 else f"index {first[0]}"
+        raise DataError(
+            f"{where}: {count} NaN/inf value(s), the first at {at}: the input data is corrupt, "
+            "not the learning rate; rerun `dvc repro -f preprocess`"
+        )

@@ -6,6 +6,7 @@ metrics that both models earned on the same test split.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from mnist_softmax.config import RetrainConfig
@@ -31,8 +32,17 @@ def decide(
     ``higher_is_better`` metrics must satisfy ``new >= old - margin``; ``lower_is_better`` ones
     ``new <= old + margin``. A negative margin therefore demands a strict improvement (e.g. NLL
     lower by at least 1e-4), so retraining on unchanged data does not churn the champion.
-    With no champion yet, the challenger wins by default.
+    With no champion yet, the challenger wins by default, unless one of its metrics is NaN or
+    inf (a broken model is never the first champion).
     """
+    names = [*rule.higher_is_better, *rule.lower_is_better]
+    broken = [n for n in names if not math.isfinite(challenger.get(n, math.nan))]
+    if broken:
+        reasons = [
+            f"{n}: challenger's value {challenger.get(n, 'missing')}: cannot compare"
+            for n in broken
+        ]
+        return Decision(False, reasons)
     if champion is None:
         return Decision(True, ["no champion yet: the first model is promoted"])
     failures, passes = [], []

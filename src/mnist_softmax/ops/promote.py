@@ -28,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
             from mnist_softmax.tracking import registry
 
             name = cfg.tracking.registered_model
-            client = registry.client_for(cfg.tracking)
-            registry.require_version(client, name, args.version)
-            current = registry.alias_version(client, name)
-            registry.move_champion(client, name, args.version, expected=current)
+            with registry.tracking_errors(cfg.tracking):
+                client = registry.client_for(cfg.tracking)
+                registry.require_version(client, name, args.version)
+                current = registry.alias_version(client, name)
+                registry.move_champion(client, name, args.version, expected=current)
     except PipelineError as exc:
         log.error("error: %s", exc)
         return exc.exit_code

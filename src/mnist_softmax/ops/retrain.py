@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -20,19 +18,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mnist_softmax.atomic import write_json
-from mnist_softmax.config import Config, load_config
+from mnist_softmax.config import CONFIG_DIR, Config, compose, config_from_container
 from mnist_softmax.data.download import fetch_dataset
 from mnist_softmax.data.splits import load_split, split_path
-from mnist_softmax.errors import PipelineError
+from mnist_softmax.errors import ConfigError, PipelineError
 from mnist_softmax.ops.champion_rule import Decision, decide
 from mnist_softmax.ops.history import REPORT_DIR
-from mnist_softmax.ops.lock import exclusive_lock
+from mnist_softmax.ops.interrupt import Interruptible, JobInterrupted
+from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
+from mnist_softmax.redact import redact_text
 from mnist_softmax.stage import setup_logging
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".retrain.lock"
 STALE_RUN_SECONDS = 6 * 3600
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# The environment as the user gave it, taken before mlflow is imported: mlflow.set_tracking_uri
+# exports $MLFLOW_TRACKING_URI, which would otherwise override the pipeline's own tracking.uri
+# (a `-S tracking.uri=...` would be silently ignored).
+USER_ENV = dict(os.environ)
 
 
 @dataclass
@@ -86,21 +91,53 @@ def pipeline_commands(overrides: list[str], force: bool) -> list[list[str]]:
     return [["dvc", "repro", "preprocess"], ["dvc", "exp", "run", "--temp", *sets, *force_flag]]
 
 
-def run_pipeline(commands: list[list[str]], retrain_id: str) -> None:
+def job_config(overrides: list[str], env: dict[str, str] = USER_ENV) -> Config:
+    """Compose ``params/`` with the job's overrides and validate it, before any work.
+
+    The job never trusts ``params.yaml``: a failed ``dvc exp run`` may have left a bad value
+    there, and the pipeline recomposes it anyway. A bad override exits 2 here.
+
+    Tracking URI rule: ``$MLFLOW_TRACKING_URI`` (set by the user) > ``tracking.uri`` > the
+    repo's sqlite store. An override of ``tracking.uri`` while the variable is set would lose
+    silently, so it is refused.
+    """
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if "tracking.uri" in keys and env.get(TRACKING_URI_ENV):
+        raise ConfigError(
+            f"-S tracking.uri=... conflicts with ${TRACKING_URI_ENV}="
+            f"{redact_text(env[TRACKING_URI_ENV])}, which wins over tracking.uri: "
+            "unset the variable or drop the override"
+        )
+    return config_from_container(compose(CONFIG_DIR, overrides))
+
+
+def run_pipeline(commands: list[list[str]], retrain_id: str, guard: Interruptible) -> None:
+    """Run the pipeline commands in the user's environment (see USER_ENV), stoppable by guard."""
     from mnist_softmax.tracking.run_logging import RETRAIN_ID_ENV
 
-    env = {**os.environ, RETRAIN_ID_ENV: retrain_id}
+    env = {**USER_ENV, RETRAIN_ID_ENV: retrain_id}
     for cmd in commands:
-        log.info("running: %s", " ".join(cmd))
-        code = subprocess.call(cmd, env=env, stdout=sys.stderr)
+        log.info("running: %s", redact_text(" ".join(cmd)))
+        code = guard.run(cmd, env)
         if code != 0:
-            text = " ".join(cmd)
+            text = redact_text(" ".join(cmd))
             raise PipelineError(f"`{text}` failed with exit code {code}; champion untouched")
 
 
-def retrain(cfg: Config, report: RetrainReport, overrides: list[str], force: bool) -> Decision:
+def retrain(
+    cfg: Config, report: RetrainReport, overrides: list[str], force: bool, guard: Interruptible
+) -> Decision:
     """Run one retrain and fill ``report``; raise PipelineError on any failure."""
     from mnist_softmax.tracking import registry  # mlflow costs seconds: only when needed
+
+    with registry.tracking_errors(cfg.tracking):
+        return _retrain(cfg, report, overrides, force, guard)
+
+
+def _retrain(
+    cfg: Config, report: RetrainReport, overrides: list[str], force: bool, guard: Interruptible
+) -> Decision:
+    from mnist_softmax.tracking import registry, run_record
     from mnist_softmax.tracking import run_logging as tracking
 
     name = cfg.tracking.registered_model
@@ -112,12 +149,20 @@ def retrain(cfg: Config, report: RetrainReport, overrides: list[str], force: boo
     champion = registry.alias_version(client, name)
     report.champion_before = report.champion_after = champion
     verify_upstream(cfg)
-    run_pipeline(pipeline_commands(overrides, force), report.retrain_id)
+    guard.check()
+    run_pipeline(pipeline_commands(overrides, force), report.retrain_id, guard)
     run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
     if run is not None:
         report.challenger = run.data.tags.get(tracking.TAG_VERSION)
-    elif champion is None:  # first job on an up-to-date repo: its newest model is the candidate
-        report.challenger = registry.latest_version(client, name)
+    elif champion is None:  # first job on an up-to-date repo: the workspace's own model
+        report.challenger = registry.workspace_version(client, name, run_record.dvc_lock_tags())
+        if report.challenger is None:
+            report.decision = "kept"
+            report.reasons = [
+                "no champion, and no registered version was logged from this workspace's "
+                "dvc.lock: nothing to promote (use --force to retrain)"
+            ]
+            return Decision(False, report.reasons)
     if report.challenger is None:
         report.decision = "kept"
         report.reasons = ["the pipeline was up to date: no new model (use --force to retrain)"]
@@ -129,32 +174,53 @@ def retrain(cfg: Config, report: RetrainReport, overrides: list[str], force: boo
     report.metrics = scores
     decision = decide(scores["challenger"], scores.get("champion"), cfg.retrain)
     report.reasons = decision.reasons
+    guard.check()  # a signal during scoring: stop before the alias moves
     if decision.promote:
         try:
             registry.move_champion(client, name, report.challenger, expected=champion)
-        except registry.ChampionMovedError:
+        except registry.ChampionMovedError as exc:
             report.decision = "conflict"
+            report.champion_after = exc.current  # who holds it now, not who held it before
             raise
         report.champion_after = report.challenger
     report.decision = decision.label
     return decision
 
 
-def _record(cfg: Config, report: RetrainReport) -> Path:
+def _record(cfg: Config | None, report: RetrainReport) -> Path:
+    """Write the JSON report (the job history), then mirror the decision into MLflow tags.
+
+    The JSON comes first and alone decides the history: tags are best effort, since the
+    tracking server may be the very thing that failed.
+    """
+    report.reasons = [redact_text(r) for r in report.reasons]
     path = REPORT_DIR / f"{report.started.replace(':', '')}-{report.retrain_id[:8]}.json"
     write_json(path, asdict(report))
-    if report.challenger is not None:
-        from mnist_softmax.tracking import registry
-
-        client = registry.client_for(cfg.tracking)
-        name = cfg.tracking.registered_model
-        tags = {"retrain.decision": report.decision, "retrain.reasons": "; ".join(report.reasons)}
-        tags["retrain.champion_before"] = str(report.champion_before)
-        run_id = client.get_model_version(name, report.challenger).run_id
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value[:5000])
-            client.set_model_version_tag(name, report.challenger, key, value[:5000])
+    if report.challenger is not None and cfg is not None:
+        try:
+            _tag_decision(cfg, report)
+        except Exception as exc:
+            log.warning("decision not tagged in MLflow: %s", redact_text(str(exc))[:200])
     return path
+
+
+def _tag_decision(cfg: Config, report: RetrainReport) -> None:
+    from mnist_softmax.tracking import registry
+
+    client = registry.client_for(cfg.tracking)
+    name = cfg.tracking.registered_model
+    tags = {"retrain.decision": report.decision, "retrain.reasons": "; ".join(report.reasons)}
+    tags["retrain.champion_before"] = str(report.champion_before)
+    run_id = client.get_model_version(name, report.challenger).run_id
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value[:5000])
+        client.set_model_version_tag(name, report.challenger, key, value[:5000])
+
+
+def _decision_of(exc: PipelineError, report: RetrainReport) -> str:
+    if isinstance(exc, JobInterrupted):
+        return "interrupted"
+    return "conflict" if report.decision == "conflict" else "failed"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,23 +238,26 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("retrain")
     started = time.perf_counter()
     report = RetrainReport(uuid.uuid4().hex, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    cfg: Config | None = None
     code = 0
-    try:
-        cfg = load_config()  # a bad config fails before the lock file is even created
-        with exclusive_lock(LOCK_FILE):
-            try:
-                retrain(cfg, report, args.overrides, args.force)
-            except PipelineError as exc:
-                report.reasons = [str(exc)]
-                report.decision = "conflict" if report.decision == "conflict" else "failed"
-                code = exc.exit_code
-            report.seconds = round(time.perf_counter() - started, 2)
-            path = _record(cfg, report)
-            log.info("report: %s", path)
-    except PipelineError as exc:  # lock busy, bad config
-        log.error("error: %s", exc)
-        return exc.exit_code
+    with Interruptible() as guard:
+        try:
+            cfg = job_config(args.overrides)  # bad config: exit 2, before the lock
+            with exclusive_lock(LOCK_FILE):
+                retrain(cfg, report, args.overrides, args.force, guard)
+        except LockBusyError as exc:  # another job runs: this one did nothing to record
+            log.error("error: %s", exc)
+            return exc.exit_code
+        except PipelineError as exc:
+            report.decision, code = _decision_of(exc, report), exc.exit_code
+            report.reasons = [str(exc)]
+        except Exception as exc:  # not ours: still one line and a history entry
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            report.decision, report.reasons, code = "failed", [f"{type(exc).__name__}: {first}"], 1
+        # recorded inside the guard: a second signal cannot stop the report being written
+        report.seconds = round(time.perf_counter() - started, 2)
+        log.info("report: %s", _record(cfg, report))
     if code:
         log.error("error: %s", report.reasons[0])
-    print(report.summary())
+    print(redact_text(report.summary()))
     return code

@@ -8,8 +8,10 @@ left alone; only the milliseconds between the read and the write remain unguarde
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 
 import mlflow
 import numpy as np
@@ -21,6 +23,7 @@ from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.evaluation.evaluate import score_logits
 from mnist_softmax.model.numerics import accuracy
+from mnist_softmax.redact import redact_text
 from mnist_softmax.tracking.run_logging import TAG_RETRAIN_ID
 from mnist_softmax.tracking.store import resolve_store
 
@@ -35,6 +38,24 @@ class ChampionMovedError(PipelineError):
 
     exit_code = 6
 
+    def __init__(self, message: str, current: str | None) -> None:
+        super().__init__(message)
+        self.current = current  # who holds the alias now, for the job's report
+
+
+@contextlib.contextmanager
+def tracking_errors(tracking: TrackingConfig) -> Iterator[None]:
+    """Turn any MLflow failure (server down, auth, schema) into one line naming the store."""
+    try:
+        yield
+    except MlflowException as exc:
+        uri = redact_text(resolve_store(tracking).uri)
+        first = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        raise PipelineError(
+            f"MLflow at {uri} failed: {first[:300]} (is the tracking server up and the URI "
+            "right? see tracking.uri / $MLFLOW_TRACKING_URI)"
+        ) from None
+
 
 def client_for(tracking: TrackingConfig) -> MlflowClient:
     uri = resolve_store(tracking).uri
@@ -43,25 +64,49 @@ def client_for(tracking: TrackingConfig) -> MlflowClient:
 
 
 def alias_version(client: MlflowClient, name: str, alias: str = CHAMPION) -> str | None:
-    """Return the version holding ``alias``, or None (no alias, or no registered model yet)."""
+    """Return the version holding ``alias``, or None (no alias, or no registered model yet).
+
+    Only "the model does not exist" means no champion: any other MLflow error (server down,
+    permission denied) propagates, since reading it as "no champion" would promote by default.
+    """
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = aliases.get(alias)
+    return None if version is None else str(version)
 
 
 def require_version(client: MlflowClient, name: str, version: str) -> None:
     """Raise PipelineError unless ``name`` has a registered ``version``."""
     try:
         client.get_model_version(name, version)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
         raise PipelineError(f"{name} has no version {version}") from None
 
 
-def latest_version(client: MlflowClient, name: str) -> str | None:
-    """Return the newest registered version of ``name``, or None when there is none."""
+def workspace_version(client: MlflowClient, name: str, lock_tags: dict[str, str]) -> str | None:
+    """Return the newest version whose run logged exactly the workspace's output hashes.
+
+    ``lock_tags`` are the workspace's ``dvc.<stage>.<out>: md5`` (from its dvc.lock), which
+    the log stage also stores as run tags. The newest registered version may come from a
+    sweep experiment the workspace never built; only a version with the same hashes is the
+    model of this workspace. None when no version matches (or dvc.lock is missing).
+    """
+    if not lock_tags:
+        return None
     versions = client.search_model_versions(f"name = '{name}'")
-    return str(max(int(v.version) for v in versions)) if versions else None
+    for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        if not version.run_id:
+            continue
+        tags = client.get_run(version.run_id).data.tags
+        if all(tags.get(key) == value for key, value in lock_tags.items()):
+            return str(version.version)
+    return None
 
 
 def run_of_retrain(client: MlflowClient, experiment: str, retrain_id: str):
@@ -92,7 +137,8 @@ def score_version(name: str, version: str, test: Split, cfg: Config) -> dict[str
         "test/nll_calibrated": calibrated.values["nll"],
         "test/ece_calibrated": calibrated.values["ece"],
     }
-    assert tuple(scores) == RETRAIN_METRICS  # the names the config validates against
+    if tuple(scores) != RETRAIN_METRICS:  # the names the config validates the rule against
+        raise PipelineError(f"scores {tuple(scores)} differ from RETRAIN_METRICS: a code bug")
     # A sparsemax model's NLL is infinite once a true class gets p = 0: left out, as evaluate
     # leaves it out of metrics.json, so a rule on it reads "missing: cannot compare" and keeps
     # the champion (and the JSON report stays strict).
@@ -108,7 +154,8 @@ def move_champion(client: MlflowClient, name: str, new: str, expected: str | Non
     if current != expected:
         raise ChampionMovedError(
             f"champion of {name} moved from v{expected} to v{current} during this job: "
-            f"not overwritten; v{new} stays a candidate (promote it by hand if wanted)"
+            f"not overwritten; v{new} stays a candidate (promote it by hand if wanted)",
+            current,
         )
     if expected is not None:  # keep the old champion reachable for a rollback
         client.set_registered_model_alias(name, PREVIOUS, expected)

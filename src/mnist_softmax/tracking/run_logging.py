@@ -31,6 +31,7 @@ from mlflow.types import Schema, TensorSpec
 from mnist_softmax.config import Config, TrackingConfig
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.model.curves import read_curves
+from mnist_softmax.redact import redact_mapping, redact_text
 from mnist_softmax.tracking import run_record
 from mnist_softmax.tracking.pyfunc import log_pyfunc
 from mnist_softmax.tracking.store import repo_root, resolve_store
@@ -100,7 +101,7 @@ def log_pipeline_run(cfg: Config) -> LoggedRun:
         return _log_pipeline_run(cfg)
     except MlflowException as exc:
         uri = resolve_store(cfg.tracking).uri
-        raise PipelineError(f"MLflow ({uri}): {str(exc).splitlines()[0]}") from exc
+        raise PipelineError(redact_text(f"MLflow ({uri}): {str(exc).splitlines()[0]}")) from exc
 
 
 def _log_pipeline_run(cfg: Config) -> LoggedRun:
@@ -120,6 +121,7 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
     }
     if tags["git.commit"] != "unknown":
         tags["mlflow.source.git.commit"] = tags["git.commit"]
+    tags = redact_mapping(tags)
     params = run_record.flatten_params(cfg)
     metrics = run_record.read_final_metrics(cfg.paths)
     with (
@@ -130,12 +132,20 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
         _log_values(run_id, params, metrics, cfg.paths.train_curves)
         for folder, files in run_record.artifact_files(cfg.paths).items():
             for path in files:
-                mlflow.log_artifact(str(path), artifact_path=folder)
+                _log_artifact(path, folder)
         mlflow.log_text(freeze, "environment/pip-freeze.txt")
         _log_input_once(_dataset(cfg))
         version = _log_model(cfg, metrics)
         mlflow.set_tag(TAG_VERSION, version)
     return LoggedRun(run_id, experiment_id, version, len(params), len(metrics))
+
+
+def _log_artifact(path: Path, folder: str) -> None:
+    """Log one file; YAML (params.yaml, dvc.lock: they hold tracking.uri) with secrets masked."""
+    if path.suffix in (".yaml", ".lock"):
+        mlflow.log_text(redact_text(path.read_text()), f"{folder}/{path.name}")
+    else:
+        mlflow.log_artifact(str(path), artifact_path=folder)
 
 
 def _log_values(run_id: str, params: dict, metrics: dict, curves_path: str) -> None:

@@ -20,6 +20,7 @@ import yaml
 
 from mnist_softmax.config import Config, PathsConfig
 from mnist_softmax.errors import DataError
+from mnist_softmax.redact import redact_mapping
 
 MAX_PARAM_CHARS = 500  # MLflow accepts 6000 since 2.x; 500 keeps old servers and the UI happy
 CURVE_PREFIX = "curve/"  # per-step metrics: curve/val/nll at step = epoch
@@ -38,7 +39,7 @@ def flatten_params(cfg: Config) -> dict[str, str]:
         flat[prefix[:-1]] = _truncate(text)
 
     visit(cfg.to_dict(), "")
-    return flat
+    return redact_mapping(flat)  # tracking.uri may carry a password
 
 
 def flatten_metrics(data: dict[str, Any], top_prefix: str = "") -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mnist_softmax.config import TrackingConfig
 
@@ -33,11 +34,32 @@ def repo_root() -> Path:
 
 
 def resolve_store(tracking: TrackingConfig) -> Store:
-    """Pick the tracking URI: ``$MLFLOW_TRACKING_URI`` > ``tracking.uri`` > repo sqlite."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.uri
+    """Pick the tracking URI: ``$MLFLOW_TRACKING_URI`` > ``tracking.uri`` > repo sqlite.
+
+    Credentials in the URI (``http://user:secret@host``) move to MLflow's own variables
+    (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, which it sends as basic auth) and the URI
+    keeps only the host: nothing MLflow prints or stores ("View run at ...") carries them.
+    """
+    uri = strip_credentials(os.environ.get("MLFLOW_TRACKING_URI") or tracking.uri)
     if not uri:
         uri = f"sqlite:///{repo_root() / STORE_DIR / 'mlflow.db'}"
     if not uri.startswith("sqlite:///"):
         return Store(uri=uri, artifact_location=None)  # a server or file store decides
     db = Path(uri.removeprefix("sqlite:///"))
     return Store(uri=uri, artifact_location=str(db.parent / "artifacts"))
+
+
+def strip_credentials(uri: str | None) -> str | None:
+    """Return ``uri`` without userinfo, exporting it as MLflow's basic-auth variables."""
+    if not uri or "@" not in uri or not uri.startswith(("http://", "https://")):
+        return uri
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    if parts.password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

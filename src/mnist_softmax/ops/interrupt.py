@@ -1,0 +1,110 @@
+"""SIGTERM/SIGINT for a job that runs a pipeline in a child process: stop it, wait, say so.
+
+Left alone, a SIGTERM kills the job but not its ``dvc repro`` child, which goes on training,
+registers a model nobody decides about, and collides with the next job (the job lock died
+with its holder). Within :class:`Interruptible`, the first signal is forwarded to the child
+and every process below it (DVC and its stage), the job waits for them, then raises
+:class:`JobInterrupted`; with no child running, the signal raises at once. Further signals
+are ignored until the block ends, so the job can still write its report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+import psutil
+
+from mnist_softmax.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+GRACE_S = 30.0  # how long the child gets to end after the signal before SIGKILL
+
+
+class JobInterrupted(PipelineError):
+    """The job received SIGTERM or SIGINT; exit code 128 + signal number, as a shell reports."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}: pipeline stopped, champion untouched")
+        self.exit_code = 128 + signum
+
+
+class Interruptible:
+    """A block in which SIGTERM/SIGINT end the job cleanly (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._child: subprocess.Popen | None = None
+        self._stopping: list[psutil.Process] = []
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> Interruptible:
+        for sig in SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            return  # already stopping: let the job finish its report
+        self.signum = signum
+        log.warning("received %s", signal.Signals(signum).name)
+        child = self._child
+        if child is not None and child.poll() is None:
+            self._stopping = _forward(child.pid, signum)
+            return  # run() notices after the child has exited
+        raise JobInterrupted(signum)
+
+    def check(self) -> None:
+        """Raise JobInterrupted if a signal arrived (between steps of the job)."""
+        if self.signum is not None:
+            raise JobInterrupted(self.signum)
+
+    def run(self, cmd: list[str], env: dict[str, str]) -> int:
+        """Run ``cmd`` (its stdout to our stderr); on a signal, stop it and everything below."""
+        self.check()
+        self._child = subprocess.Popen(cmd, env=env, stdout=sys.stderr)
+        try:
+            code = self._child.wait()
+        finally:
+            self._child = None
+        if self.signum is not None:
+            _wait_or_kill(self._stopping)
+            raise JobInterrupted(self.signum)
+        return code
+
+
+def _forward(pid: int, signum: int) -> list[psutil.Process]:
+    """Send ``signum`` to ``pid`` and all its descendants; return them for the wait."""
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signum)
+    log.warning(
+        "forwarded %s to %d process(es) of the pipeline", signal.Signals(signum).name, len(procs)
+    )
+    return procs
+
+
+def _wait_or_kill(procs: list[psutil.Process]) -> None:
+    """Wait up to GRACE_S for the signalled processes, then SIGKILL what is left."""
+    _, alive = psutil.wait_procs(procs, timeout=GRACE_S)
+    for proc in alive:
+        log.warning("pid %d ignored the signal for %g s: killed", proc.pid, GRACE_S)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)

@@ -72,7 +72,7 @@ def test_missing_or_corrupt_model_is_one_line_and_exit_3(tmp_path):
     ]
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     corrupt = _explore("--model", str(tmp_path / "bad.npz"))
-    assert corrupt.returncode == 3 and "is not a readable model file" in corrupt.stderr
+    assert corrupt.returncode == 3 and "bad.npz is not an .npz file" in corrupt.stderr
     assert len(corrupt.stderr.strip().splitlines()) == 1
 
 

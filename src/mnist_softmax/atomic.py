@@ -109,6 +109,11 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     A truncated or corrupt file, or one holding pickled objects, is a :class:`DataError`
     naming it, not a ``BadZipFile`` or ``ValueError`` traceback.
     """
+    with Path(path).open("rb") as handle:
+        head = handle.read(6)
+    if head[:2] != b"PK" and head != b"\x93NUMPY":  # np.load would try it as a pickle
+        raise DataError(f"{path} is not an .npz file (it starts with {head!r}): delete it and "
+                        "rerun `dvc repro`")  # fmt: skip
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}

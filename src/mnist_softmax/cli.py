@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
     "sweep": ("mnist_softmax.ops.sweep", "queue a DVC experiment sweep, run it, print the ranking"),
+    "predict": ("mnist_softmax.ops.predict", "classify digit images, IDX files or .npy arrays"),
 }
 
 

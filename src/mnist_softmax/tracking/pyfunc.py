@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
@@ -52,9 +53,14 @@ class SoftmaxPyfunc(mlflow.pyfunc.PythonModel):
 
         ``model_input`` arrives untyped (the signature has no input schema: a tensor schema
         makes MLflow's server refuse CSV, a column schema would demand 784 named columns), so
-        :func:`pixel_rows` checks it here with a message that says what was expected.
+        :func:`pixel_rows` checks it here. Its reason goes out as an MlflowException, which
+        the scoring server answers with HTTP 400 and the reason in ``message`` (any other
+        exception becomes a generic "unexpected error" there).
         """
-        X = pixel_rows(model_input, self.model.W.shape[0])
+        try:
+            X = pixel_rows(model_input, self.model.W.shape[0])
+        except ValueError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
         proba = self.model.predict_proba(X, self.temperature)
         names = [str(c) for c in self.model.class_names]
         out = pd.DataFrame(proba, columns=names)
@@ -79,6 +85,7 @@ def pixel_rows(model_input: Any, n_features: int) -> np.ndarray:
         raise ValueError(
             f"expected raw pixels of shape (n, {n_features}) or (n, 28, 28), got {X.shape}"
         )
+    X = X.reshape(len(X), n_features)
     if X.dtype == np.uint8:
         return X
     try:

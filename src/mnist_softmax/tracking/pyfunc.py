@@ -97,8 +97,11 @@ def pixel_rows(model_input: Any, n_features: int) -> np.ndarray:
     return X
 
 
-def log_pyfunc(model_path: str | Path, calibration_path: str | Path, registered_model: str) -> str:
-    """Log this file as the active run's model and register it; return the new version.
+def log_pyfunc(
+    model_path: str | Path, calibration_path: str | Path, registered_model: str | None
+) -> str:
+    """Log this file as the active run's model; register it unless ``registered_model`` is
+    None. Return the new version ("" when not registered).
 
     The signature declares the output only (one float64 column per class, the string
     ``label``): :func:`pixel_rows` checks the input. The example input is the mean training
@@ -121,7 +124,7 @@ def log_pyfunc(model_path: str | Path, calibration_path: str | Path, registered_
         pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in REQUIREMENTS],
         registered_model_name=registered_model,
     )
-    return str(info.registered_model_version)
+    return str(info.registered_model_version or "")
 
 
 mlflow.models.set_model(SoftmaxPyfunc())

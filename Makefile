@@ -69,6 +69,13 @@ test: $(STAMP) browser ## lint (ruff) and run the whole test suite
 ui: $(STAMP) ## start the MLflow UI on 127.0.0.1:5000 for the local store
 	$(BIN)/mnist-softmax ui
 
+# MODEL: any model URI, e.g. make serve MODEL=models:/mnist-softmax/3 PORT=5002
+MODEL ?= models:/mnist-softmax@champion
+PORT ?= 5001
+serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (POST /invocations)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow/mlflow.db} \
+		$(BIN)/mlflow models serve --env-manager local -m $(MODEL) -h 127.0.0.1 -p $(PORT) -w 1
+
 compare: $(STAMP) ## print the last MLflow runs side by side
 	$(BIN)/mnist-softmax compare
 
@@ -96,4 +103,4 @@ sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui compare bench bench-sweep explore server-start server-stop server-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep explore server-start server-stop server-status sweep clean

@@ -37,8 +37,11 @@ def images():
 def test_registry_model_predicts_the_models_calibrated_probabilities(served, images):
     pyfunc, model, temperature = served
     assert temperature != 1.0
-    proba = pyfunc.predict(images)
-    assert list(proba.columns) == [str(c) for c in model.class_names]
+    out = pyfunc.predict(images)
+    names = [str(c) for c in model.class_names]
+    assert list(out.columns) == [*names, "label"]
+    proba = out[names]
+    assert out["label"].tolist() == [names[k] for k in proba.to_numpy().argmax(axis=1)]
     np.testing.assert_allclose(proba.to_numpy(), model.predict_proba(images, temperature),
                                rtol=1e-5, atol=1e-7)  # fmt: skip
     np.testing.assert_allclose(proba.to_numpy().sum(axis=1), 1.0, rtol=1e-12)
@@ -58,7 +61,7 @@ def test_served_probabilities_reproduce_evaluate_accuracy_exactly_and_nll(served
     y = np.arange(len(images)) % 10
     result = evaluate(model.logits(images), y, temperature, [str(c) for c in model.class_names],
                       np.random.default_rng(0), bootstrap_samples=0)  # fmt: skip
-    proba = pyfunc.predict(images).to_numpy()
+    proba = pyfunc.predict(images).drop(columns="label").to_numpy()
     test = result.metrics["test"]
     assert np.mean(proba.argmax(axis=1) == y) == test["acc"]
     nll = -np.mean(np.log(proba[np.arange(len(y)), y]))
@@ -87,3 +90,36 @@ def test_served_features_equal_the_features_training_builds(served, images):
     trained_on = model.scaler.transform(images, model.W.dtype)  # what training.train() does
     np.testing.assert_array_equal(served_model.features(images), trained_on)
     np.testing.assert_array_equal(served_model.features(images.reshape(-1, 28, 28)), trained_on)
+
+
+@pytest.mark.parametrize(
+    "shape_of",
+    [
+        lambda X: X.astype(np.int64),
+        lambda X: X.astype(np.float32).reshape(-1, 28, 28),
+        lambda X: {"pixels": X.tolist()},
+        lambda X: pd.DataFrame({"image": list(X)}),
+        lambda X: pd.DataFrame(X / 1.0),
+    ],
+)
+def test_pixel_rows_accept_what_clients_send(images, shape_of):
+    from mnist_softmax.tracking.pyfunc import pixel_rows
+
+    np.testing.assert_array_equal(pixel_rows(shape_of(images), 784), images)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (np.zeros((2, 783)), r"shape \(n, 784\)"),
+        (np.zeros((0, 784)), r"got \(0, 784\)"),
+        (np.full((1, 784), -1), "0..255"),
+        (np.full((1, 784), np.inf), "0..255"),
+        (np.full((1, 784), "x"), "numbers 0..255"),
+    ],
+)
+def test_pixel_rows_refuse_with_the_reason(bad, reason):
+    from mnist_softmax.tracking.pyfunc import pixel_rows
+
+    with pytest.raises(ValueError, match=reason):
+        pixel_rows(bad, 784)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mnist_softmax.ops.bench_sweep",
         "time sweeps and reruns in a temp copy of the project (prints a table)",
     ),
+    "predict": ("mnist_softmax.ops.predict", "classify digit images, IDX files or .npy arrays"),
 }
 
 

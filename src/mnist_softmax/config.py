@@ -197,6 +197,7 @@ class TrackingConfig:
     uri: str | None = MISSING
     experiment_name: str = MISSING
     registered_model: str = MISSING
+    register: bool = MISSING
 
     def __post_init__(self) -> None:
         _require(bool(self.experiment_name), "tracking.experiment_name", "", "a non-empty name")

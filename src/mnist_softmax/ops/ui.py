@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -82,6 +84,24 @@ def stop_server(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def runs_url(url: str, experiment_name: str) -> str:
+    """Return the UI address of the experiment's runs table, or ``url`` if it has none yet.
+
+    ``workflowType=machine_learning`` matters: MLflow 3's UI otherwise opens every experiment
+    on its GenAI pages (traces, token usage) and remembers that choice in the browser; the
+    ``mlflow.experimentKind`` tag the log stage sets is only read when that selector is off.
+    """
+    query = urllib.parse.urlencode({"experiment_name": experiment_name})
+    try:
+        with urllib.request.urlopen(
+            f"{url}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=10
+        ) as response:
+            experiment_id = json.loads(response.read())["experiment"]["experiment_id"]
+    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        return url
+    return f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -110,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{args.host}:{args.port}"
     try:
         wait_ready(proc, url)
-        sys.stdout.write(f"MLflow UI: {url}  (store {store.uri}; Ctrl-C to stop)\n")
+        experiment = load_or_compose(args.params).tracking.experiment_name
+        sys.stdout.write(
+            f"MLflow UI: {runs_url(url, experiment)}  (store {store.uri}; Ctrl-C to stop)\n"
+        )
         sys.stdout.flush()
         if proc.wait() != 0:
             log.error("error: mlflow server exited with code %d", proc.returncode)

@@ -8,6 +8,8 @@ registered model is loaded through its pyfunc, exactly as the retrain job scores
 
 mlflow is imported only when the registry is really asked (it costs seconds): never for a file,
 and not when the local sqlite store does not exist yet (reading must not create one).
+``predict`` and ``explore`` both choose their model here; ``predict`` then runs it through the
+very :class:`~mnist_softmax.tracking.pyfunc.SoftmaxPyfunc` that MLflow serves.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
 
 from mnist_softmax.config import PathsConfig, TrackingConfig
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.temperature import load_temperature
 from mnist_softmax.model.model_file import SoftmaxModel, load_model
 from mnist_softmax.tracking.store import resolve_store
+
+if TYPE_CHECKING:  # pyfunc imports mlflow (seconds): only load() needs it at run time
+    from mnist_softmax.tracking.pyfunc import SoftmaxPyfunc
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +52,7 @@ def load_model_source(
 
     Raises DataError (one line) when the named model cannot be found or read.
     """
-    if spec and spec.startswith(_URI_SCHEMES):
+    if spec and (spec.startswith(_URI_SCHEMES) or Path(spec).is_dir()):  # URI or model folder
         return _load_registered(spec, tracking)
     if spec:
         return _load_file(Path(spec), Path(spec).parent / Path(paths.calibration).name)
@@ -78,9 +87,13 @@ def _default_registered_uri(tracking: TrackingConfig) -> str | None:
 
     client = client_for(tracking)
     name = tracking.registered_model
-    if alias_version(client, name, CHAMPION) is not None:
-        return f"models:/{name}@{CHAMPION}"
-    version = latest_version(client, name)
+    try:
+        if alias_version(client, name, CHAMPION) is not None:
+            return f"models:/{name}@{CHAMPION}"
+        version = latest_version(client, name)
+    except Exception as exc:  # a server that is down: say so, then serve the workspace file
+        log.warning("model registry unreachable (%s): using the workspace model file", exc)
+        return None
     return None if version is None else f"models:/{name}/{version}"
 
 
@@ -98,3 +111,31 @@ def _load_registered(uri: str, tracking: TrackingConfig) -> ModelSource:
     if not (hasattr(served, "model") and hasattr(served, "temperature")):
         raise DataError(f"{uri} is not an mnist-softmax model (no model and temperature inside)")
     return ModelSource(served.model, float(served.temperature), uri)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A chosen model wrapped in the pyfunc class MLflow serves, so predict = serving."""
+
+    source: str
+    python_model: SoftmaxPyfunc
+
+    def predict(self, pixels: np.ndarray) -> pd.DataFrame:
+        """Return one row per image: a probability per class and the predicted ``label``."""
+        return self.python_model.predict(None, pixels)
+
+
+def load(
+    spec: str | None, tracking: TrackingConfig, paths: PathsConfig, temperature: float | None
+) -> LoadedModel:
+    """Choose and load a model as :func:`load_model_source` does, inside a SoftmaxPyfunc.
+
+    ``temperature`` replaces the calibrated T for this process only (None keeps it).
+    """
+    from mnist_softmax.tracking.pyfunc import SoftmaxPyfunc
+
+    source = load_model_source(spec, tracking, paths)
+    pyfunc = SoftmaxPyfunc()
+    pyfunc.model = source.model
+    pyfunc.temperature = source.temperature if temperature is None else float(temperature)
+    return LoadedModel(source.source, pyfunc)

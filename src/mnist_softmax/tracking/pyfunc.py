@@ -16,11 +16,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types import ColSpec, Schema
 
 ARTIFACT_MODEL = "model"  # key of models/model.npz in the pyfunc's artifacts
 ARTIFACT_CALIBRATION = "calibration"  # key of models/calibration.json
+LABEL = "label"  # output column: the most probable class name
 # what predict needs, pinned to this environment: mlflow would otherwise spend ~8 s inferring it
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "scipy")
 
@@ -28,10 +30,11 @@ REQUIREMENTS = ("mlflow", "numpy", "pandas", "scipy")
 class SoftmaxPyfunc(mlflow.pyfunc.PythonModel):
     """Scaler, softmax regression and temperature in one ``predict``.
 
-    Input: raw uint8 pixels, ndarray or DataFrame of shape (n_samples, 784); the class itself
-    also takes images of shape (n_samples, 28, 28) (MLflow's signature check admits the
-    flattened form only). Output: DataFrame of shape (n_samples, n_classes), one float64
-    probability column per class name, rows summing to 1.
+    Input: raw pixels 0..255, integer or float, as an ndarray or DataFrame of shape
+    (n_samples, 784) or images (n_samples, 28, 28): whatever MLflow's scoring server makes of
+    ``dataframe_split``, ``dataframe_records``, CSV, ``inputs`` or ``instances``. Output:
+    DataFrame of shape (n_samples, n_classes + 1), one float64 probability column per class
+    name (rows summing to 1) and ``label``, the most probable class name.
     """
 
     def load_context(self, context: Any) -> None:
@@ -46,38 +49,70 @@ class SoftmaxPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: np.ndarray, params: dict | None = None
     ) -> pd.DataFrame:
-        """Return calibrated class probabilities softmax(logits / T) for raw pixel rows.
+        """Return calibrated probabilities softmax(logits / T) and the label per pixel row.
 
-        ``model_input`` is an ndarray (MLflow's tensor signature turns a DataFrame into one; the
-        hint must be one MLflow infers no schema from, or it warns), a DataFrame when the class
-        is called directly.
+        ``model_input`` arrives untyped (the signature has no input schema: a tensor schema
+        makes MLflow's server refuse CSV, a column schema would demand 784 named columns), so
+        :func:`pixel_rows` checks it here. Its reason goes out as an MlflowException, which
+        the scoring server answers with HTTP 400 and the reason in ``message`` (any other
+        exception becomes a generic "unexpected error" there).
         """
-        X = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input
-        X = np.asarray(X)
-        n_features = self.model.W.shape[0]
-        if X.ndim not in (2, 3) or X[0].size != n_features:
-            raise ValueError(
-                f"expected raw pixels of shape (n, {n_features}) or (n, *image_shape), "
-                f"got {X.shape}"
-            )
+        try:
+            X = pixel_rows(model_input, self.model.W.shape[0])
+        except ValueError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
         proba = self.model.predict_proba(X, self.temperature)
-        return pd.DataFrame(proba, columns=[str(c) for c in self.model.class_names])
+        names = [str(c) for c in self.model.class_names]
+        out = pd.DataFrame(proba, columns=names)
+        out[LABEL] = np.asarray(names)[proba.argmax(axis=1)]
+        return out
 
 
-def log_pyfunc(model_path: str | Path, calibration_path: str | Path, registered_model: str) -> str:
-    """Log this file as the active run's model and register it; return the new version.
+def pixel_rows(model_input: Any, n_features: int) -> np.ndarray:
+    """Return raw pixels of shape (n_samples, n_features), uint8 or float64 in 0..255.
 
-    The signature is a uint8 tensor of shape (-1, n_features) in, one float64 column per class
-    out; the example input is the mean training image (the scaler's mean), so no data file is
-    read. ``code_paths`` ships the package, so the model loads where it is not installed.
+    Accepts an ndarray or DataFrame of rows or of images, a one-column DataFrame of pixel
+    lists (``dataframe_records`` with one list per image) and a one-entry dict of a named
+    tensor (``{"inputs": {"pixels": ...}}``). Raises ValueError, which the server answers 400.
+    """
+    if isinstance(model_input, dict) and len(model_input) == 1:
+        model_input = next(iter(model_input.values()))
+    X = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input
+    X = np.asarray(X)
+    if X.dtype == object and X.ndim == 2 and X.shape[1] == 1 and len(X):
+        X = np.stack([np.asarray(row) for row in X[:, 0]])  # one list of pixels per row
+    if X.ndim not in (2, 3) or len(X) == 0 or X[0].size != n_features:
+        raise ValueError(
+            f"expected raw pixels of shape (n, {n_features}) or (n, 28, 28), got {X.shape}"
+        )
+    X = X.reshape(len(X), n_features)
+    if X.dtype == np.uint8:
+        return X
+    try:
+        X = X.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"pixels must be numbers 0..255, got {X.dtype} values") from None
+    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 255:
+        raise ValueError("pixels must be finite numbers within 0..255")
+    return X
+
+
+def log_pyfunc(
+    model_path: str | Path, calibration_path: str | Path, registered_model: str | None
+) -> str:
+    """Log this file as the active run's model; register it unless ``registered_model`` is
+    None. Return the new version ("" when not registered).
+
+    The signature declares the output only (one float64 column per class, the string
+    ``label``): :func:`pixel_rows` checks the input. The example input is the mean training
+    image (the scaler's mean), so no data file is read. ``code_paths`` ships the package, so
+    the model loads where it is not installed.
     """
     from mnist_softmax.model.model_file import load_model
 
     model = load_model(model_path)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, model.W.shape[0]))]),
-        outputs=Schema([ColSpec("double", str(name)) for name in model.class_names]),
-    )
+    classes = [ColSpec("double", str(name)) for name in model.class_names]
+    signature = ModelSignature(inputs=None, outputs=Schema([*classes, ColSpec("string", LABEL)]))
     example = np.clip(np.rint(model.scaler.mean), 0, 255).astype(np.uint8)[None, :]
     info = mlflow.pyfunc.log_model(
         name="model",
@@ -89,7 +124,7 @@ def log_pyfunc(model_path: str | Path, calibration_path: str | Path, registered_
         pip_requirements=[f"{p}=={importlib.metadata.version(p)}" for p in REQUIREMENTS],
         registered_model_name=registered_model,
     )
-    return str(info.registered_model_version)
+    return str(info.registered_model_version or "")
 
 
 mlflow.models.set_model(SoftmaxPyfunc())

@@ -32,7 +32,7 @@ from mnist_softmax.config import Config, TrackingConfig
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.model.curves import read_curves
 from mnist_softmax.redact import redact_mapping, redact_text
-from mnist_softmax.tracking import run_record
+from mnist_softmax.tracking import model_card, run_record
 from mnist_softmax.tracking.pyfunc import log_pyfunc
 from mnist_softmax.tracking.store import repo_root, resolve_store
 
@@ -43,9 +43,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 TAG_PID, TAG_HOST = "mnist_softmax.pid", "mnist_softmax.host"  # for end_stale_runs
 TAG_VERSION = "registered_model_version"
+TAG_NOTE = "mlflow.note.content"  # the run's description in the UI
 # set by `mnist-softmax retrain` so it can find the run its pipeline logged
 RETRAIN_ID_ENV, TAG_RETRAIN_ID = "MNIST_SOFTMAX_RETRAIN_ID", "mnist_softmax.retrain_id"
 VERSION_TAG_METRICS = ("test/acc", "test/nll_calibrated", "test/ece_calibrated", "temperature")
+# without it MLflow 3's UI opens the experiment on its GenAI pages (traces), not on the runs
+TAG_EXPERIMENT_KIND, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class RunTerminatedError(PipelineError):
@@ -79,10 +82,17 @@ def ensure_store(tracking: TrackingConfig) -> str:
     client = MlflowClient(store.uri)
     experiment = client.get_experiment_by_name(tracking.experiment_name)
     if experiment is not None:
+        if experiment.tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND:  # stores made before
+            client.set_experiment_tag(
+                experiment.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND
+            )
         return experiment.experiment_id
     location = Path(store.artifact_location).as_uri() if store.artifact_location else None
+    kind = {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND}
     try:
-        return client.create_experiment(tracking.experiment_name, artifact_location=location)
+        return client.create_experiment(
+            tracking.experiment_name, artifact_location=location, tags=kind
+        )
     except MlflowException:  # a parallel process created it first
         experiment = client.get_experiment_by_name(tracking.experiment_name)
         if experiment is None:
@@ -119,11 +129,10 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
         TAG_RETRAIN_ID: os.environ.get(RETRAIN_ID_ENV, ""),
         TAG_HOST: socket.gethostname(),
     }
-    if tags["git.commit"] != "unknown":
-        tags["mlflow.source.git.commit"] = tags["git.commit"]
-    tags = redact_mapping(tags)
     params = run_record.flatten_params(cfg)
-    metrics = run_record.read_final_metrics(cfg.paths)
+    metrics, tables = run_record.split_metrics(run_record.read_final_metrics(cfg.paths))
+    tags[TAG_NOTE] = model_card.run_description(metrics, exp_name)
+    tags = redact_mapping(tags)
     with (
         _sigterm_raises(),
         mlflow.start_run(experiment_id=experiment_id, run_name=exp_name or None, tags=tags) as run,
@@ -134,6 +143,8 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
             for path in files:
                 _log_artifact(path, folder)
         mlflow.log_text(freeze, "environment/pip-freeze.txt")
+        for name, table in model_card.tables(tables, cfg.paths.confusion).items():
+            mlflow.log_table(table, f"tables/{name}.json")
         _log_input_once(_dataset(cfg))
         version = _log_model(cfg, metrics)
         mlflow.set_tag(TAG_VERSION, version)
@@ -201,10 +212,19 @@ def _dataset(cfg: Config) -> MetaDataset:
 
 
 def _log_model(cfg: Config, metrics: dict[str, float]) -> str:
-    """Log and register the pyfunc, then tag the version with what the retrain job compares."""
+    """Log the pyfunc; unless ``tracking.register`` is false (sweeps), register it as a new
+    version with a model card and the tags the retrain job compares. Returns the version
+    ("" when not registered).
+    """
     name = cfg.tracking.registered_model
+    if not cfg.tracking.register:
+        log_pyfunc(cfg.paths.model, cfg.paths.calibration, None)
+        return ""
     version = log_pyfunc(cfg.paths.model, cfg.paths.calibration, name)
     client = MlflowClient()
+    client.update_registered_model(name, description=model_card.MODEL_DESCRIPTION)
+    card = model_card.version_description(cfg, metrics, run_record.data_tags(cfg))
+    client.update_model_version(name, version, description=card)
     wanted = {*VERSION_TAG_METRICS, *cfg.retrain.higher_is_better, *cfg.retrain.lower_is_better}
     for key in sorted(wanted & metrics.keys()):
         client.set_model_version_tag(name, version, key, str(metrics[key]))

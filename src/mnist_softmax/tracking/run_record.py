@@ -89,6 +89,17 @@ def merge_final_metrics(
     return merged
 
 
+# metrics people do not compare run by run: logged as tables (tracking/model_card.py) instead,
+# so the UI's metric lists and Compare page start with accuracy, NLL and ECE
+TABLE_PREFIXES = ("counts/", "per_class/")
+
+
+def split_metrics(merged: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Split flat metrics into (compared metrics, per-class values for tables)."""
+    tables = {k: v for k, v in merged.items() if k.startswith(TABLE_PREFIXES)}
+    return {k: v for k, v in merged.items() if k not in tables}, tables
+
+
 def git_tags(cwd: Path | None = None) -> dict[str, str]:
     """Return the commit and whether code or config differ from it (``unknown`` outside git).
 

@@ -1,0 +1,134 @@
+"""``mnist-softmax predict FILE...``: classify digit images, IDX files and ``.npy`` arrays.
+
+Each file is read on its own (:func:`mnist_softmax.data.digit_files.read_digits`); one that
+cannot be read is reported in one ``error: <file>: <reason>`` line and the others are still
+predicted; the exit code is then 3. The model is loaded through the registered pyfunc's own
+code (:mod:`mnist_softmax.tracking.model_source`), so the command prints what serving answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import numpy as np
+import pandas as pd
+
+from mnist_softmax.config import PARAMS_FILE, load_or_compose
+from mnist_softmax.data.digit_files import DigitBatch, read_digits
+from mnist_softmax.errors import DataError, PipelineError
+from mnist_softmax.stage import setup_logging
+
+log = logging.getLogger(__name__)
+FORMATS = ("table", "csv", "json")
+TOP_K = 3
+LABEL = "label"  # the pyfunc's label column (tracking.pyfunc.LABEL; importing it costs mlflow)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < np.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not a number > 0")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mnist-softmax predict", description=__doc__)
+    parser.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG/BMP/GIF, IDX, .npy")
+    parser.add_argument(
+        "--model",
+        help="MLflow model URI (models:/mnist-softmax@champion, runs:/...) or a model .npz; "
+        "default: the champion, else the newest version, else models/model.npz",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
+    parser.add_argument(
+        "--temperature", type=_positive, help="replace the calibrated temperature T (> 0)"
+    )
+    parser.add_argument("--params", default=PARAMS_FILE, help="config naming store and paths")
+    return parser.parse_args(argv)
+
+
+def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per image: file, index, label, probability, top3, then ``p_<class>``.
+
+    ``index`` is the image's position inside an IDX / ``.npy`` file (empty for an image
+    file); ``top3`` reads ``7:0.9974 3:0.0023 9:0.0003``.
+    """
+    classes = [c for c in proba.columns if c != LABEL]
+    P = proba[classes].to_numpy()
+    top = np.argsort(-P, axis=1, kind="stable")[:, :TOP_K]
+    top_p = np.take_along_axis(P, top, axis=1)
+    names = np.asarray(classes, dtype=object)
+    sizes = [len(b.pixels) for b in batches]
+    index = np.concatenate([np.arange(n) for n in sizes])
+    indexed = np.repeat([b.indexed for b in batches], sizes)
+    top3 = [" ".join(f"{c}:{q:.4f}" for c, q in zip(cs, qs, strict=True))
+            for cs, qs in zip(names[top], top_p, strict=True)]  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "file": np.repeat([b.path for b in batches], sizes),
+            "index": pd.Series(index, dtype="Int64").where(indexed),
+            "label": names[top[:, 0]],
+            "probability": top_p[:, 0],
+            "top3": top3,
+        }
+    )
+    return frame.join(pd.DataFrame(P, columns=[f"p_{c}" for c in classes]))
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """Format the predictions as an aligned table, CSV or one JSON array of objects."""
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps([_record(row) for row in table.to_dict("records")]) + "\n"
+    shown = table[["file", "index", "label", "probability", "top3"]].copy()
+    shown["index"] = shown["index"].astype("string").fillna("")
+    shown["probability"] = shown["probability"].map("{:.4f}".format)
+    return shown.to_string(index=False) + "\n"
+
+
+def _record(row: dict) -> dict:
+    """One JSON object: the row with ``probabilities`` (class -> p) and a structured top 3."""
+    probabilities = {k[2:]: v for k, v in row.items() if k.startswith("p_")}
+    ranked = sorted(probabilities.items(), key=lambda item: -item[1])[:TOP_K]  # stable
+    top3 = [{"label": label, "probability": p} for label, p in ranked]
+    index = None if pd.isna(row["index"]) else int(row["index"])
+    keep = {"file": row["file"], "index": index, "label": row["label"]}
+    return {**keep, "probability": row["probability"], "top3": top3, "probabilities": probabilities}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging("predict")
+    try:
+        cfg = load_or_compose(args.params)
+        image_shape = tuple(cfg.data.image_shape)
+        batches, failed = [], 0
+        for path in args.files:
+            try:
+                batches.append(read_digits(path, image_shape))
+            except DataError as exc:
+                log.error("error: %s", exc)
+                failed += 1
+        if batches:
+            from mnist_softmax.tracking import model_source
+
+            model = model_source.load(args.model, cfg.tracking, cfg.paths, args.temperature)
+            log.info("model %s", model.source)
+            pixels = np.concatenate([_as_common_dtype(b.pixels, batches) for b in batches])
+            table = predictions(batches, model.predict(pixels))
+            sys.stdout.write(render(table, args.format))
+    except PipelineError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    return DataError.exit_code if failed else 0
+
+
+def _as_common_dtype(pixels: np.ndarray, batches: list[DigitBatch]) -> np.ndarray:
+    """Keep uint8 when every file is uint8 (the common case), else float64 for all."""
+    if all(b.pixels.dtype == np.uint8 for b in batches):
+        return pixels
+    return pixels.astype(np.float64)

@@ -139,7 +139,7 @@ def test_bad_temperature_and_missing_model_fail_with_one_line(workspace, tmp_pat
     assert exit_info.value.code == 2 and "not a number > 0" in capsys.readouterr().err
     code = _predict(workspace, "--model", str(tmp_path / "nope.npz"), str(tmp_path / "x.npy"))
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "cannot load model" in err[0] and "nope.npz" in err[0]
+    assert code == 3 and len(err) == 1 and "nope.npz not found" in err[0]
 
 
 @pytest.mark.slow

@@ -89,6 +89,12 @@ def require_version(client: MlflowClient, name: str, version: str) -> None:
         raise PipelineError(f"{name} has no version {version}") from None
 
 
+def latest_version(client: MlflowClient, name: str) -> str | None:
+    """Return the newest registered version of ``name``, or None when there is none."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
 def workspace_version(client: MlflowClient, name: str, lock_tags: dict[str, str]) -> str | None:
     """Return the newest version whose run logged exactly the workspace's output hashes.
 

@@ -85,7 +85,7 @@ def test_logged_run_and_registered_pyfunc_serve_exact_zeros(pipeline: Path):
     version = run_.data.tags["registered_model_version"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/{version}")
     test = load_split(split_path(pipeline / cfg.paths.prepared_dir, "test"))
-    proba = pyfunc.predict(test.X).to_numpy()
+    proba = pyfunc.predict(test.X).drop(columns="label").to_numpy()
     model = load_model(pipeline / cfg.paths.model)
     temperature = load_temperature(pipeline / cfg.paths.calibration)
     np.testing.assert_array_equal(proba, model.predict_proba(test.X, temperature))

@@ -38,9 +38,13 @@ else
 endif
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the project with its dependencies
+venv: $(STAMP) .dvc/plots/template.html ## create .venv and install the project with its dependencies
 
-run: $(STAMP) ## run the whole pipeline (dvc repro), ending with a run in MLflow
+plots-template: .dvc/plots/template.html ## the offline page of `dvc plots show` (vega from npm)
+.dvc/plots/template.html: src/mnist_softmax/ops/plots_template.py | $(STAMP)
+	$(BIN)/python -m mnist_softmax.ops.plots_template $@
+
+run: $(STAMP) .dvc/plots/template.html ## run the whole pipeline (dvc repro), ending with a run in MLflow
 	$(BIN)/dvc repro
 
 lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's dependencies

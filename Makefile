@@ -65,7 +65,7 @@ browser: ## install Debian's chromium for the browser tests (when missing)
 	@command -v chromium >/dev/null || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
 
-test: $(STAMP) browser ## lint (ruff) and run the whole test suite
+test: $(STAMP) .dvc/plots/template.html browser ## lint (ruff) and run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

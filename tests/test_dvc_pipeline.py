@@ -100,7 +100,7 @@ def test_plots_show_draws_offline_with_the_shipped_template(repro, browser, scre
         pytest.fail(f"{template} not found: run `make plots-template`")
     (path / ".dvc" / "plots").mkdir(exist_ok=True)
     shutil.copy2(template, path / ".dvc" / "plots" / "template.html")
-    plots = json.loads(run(["dvc", "plots", "show", "--json"], path, env).stdout)["data"]
+    plots = json.loads(run(["dvc", "plots", "show", "--json", "--split"], path, env).stdout)["data"]
     series = {d["filename"] for d in plots["reliability"][0]["anchor_definitions"]
               ["<DVC_METRIC_DATA>"]}  # fmt: skip
     assert series == {"reliability_uncalibrated.csv", "reliability_calibrated.csv"}

@@ -104,15 +104,16 @@ def test_plots_show_draws_offline_with_the_shipped_template(repro, browser, scre
     series = {d["filename"] for d in plots["reliability"][0]["anchor_definitions"]
               ["<DVC_METRIC_DATA>"]}  # fmt: skip
     assert series == {"reliability_uncalibrated.csv", "reliability_calibrated.csv"}
-    run(["dvc", "plots", "show"], path, env)
-    html = (path / "dvc_plots" / "index.html").read_text()
+    page_dir = path.parent / "dvc_plots"  # outside the project: later tests see a clean tree
+    run(["dvc", "plots", "show", "-o", str(page_dir)], path, env)
+    html = (page_dir / "index.html").read_text()
     assert "cdn.jsdelivr" not in html and "<script src=" not in html
     off_machine: list[str] = []
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         page.route("**/*", lambda route: route.continue_() if _local(route.request.url)
                    else (off_machine.append(route.request.url), route.abort()))  # fmt: skip
-        page.goto((path / "dvc_plots" / "index.html").as_uri())
+        page.goto((page_dir / "index.html").as_uri())
         page.wait_for_function("document.querySelectorAll('.vega-embed canvas, "
                                ".vega-embed svg.marks').length >= 4", timeout=30_000)  # fmt: skip
         charts = page.locator(".vega-embed")

@@ -38,9 +38,13 @@ else
 endif
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the project with its dependencies
+venv: $(STAMP) .dvc/plots/template.html ## create .venv and install the project with its dependencies
 
-run: $(STAMP) ## run the whole pipeline (dvc repro), ending with a run in MLflow
+plots-template: .dvc/plots/template.html ## the offline page of `dvc plots show` (vega from npm)
+.dvc/plots/template.html: src/mnist_softmax/ops/plots_template.py | $(STAMP)
+	$(BIN)/python -m mnist_softmax.ops.plots_template $@
+
+run: $(STAMP) .dvc/plots/template.html ## run the whole pipeline (dvc repro), ending with a run in MLflow
 	$(BIN)/dvc repro
 
 lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's dependencies
@@ -61,7 +65,7 @@ browser: ## install Debian's chromium for the browser tests (when missing)
 	@command -v chromium >/dev/null || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
 
-test: $(STAMP) browser ## lint (ruff) and run the whole test suite
+test: $(STAMP) .dvc/plots/template.html browser ## lint (ruff) and run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

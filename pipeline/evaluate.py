@@ -1,6 +1,6 @@
 """evaluate: data/prepared (test), models/model.npz, models/calibration.json, reports/curves.csv
--> reports/metrics.json (DVC metrics), reports/reliability.csv, reports/confusion.csv (DVC plots),
-reports/figures/*.png.
+-> reports/metrics.json (DVC metrics), reports/per_class.json, reports/reliability_{uncalibrated,
+calibrated}.csv and reports/confusion.csv (DVC plots), reports/figures/*.png (DVC image plots).
 """
 
 import numpy as np
@@ -27,7 +27,9 @@ def main(cfg: Config) -> None:
     temperature = load_temperature(paths.calibration)
     result = evaluate(model.logits(test.X), test.y, temperature, names, rng, ev.n_bins,
                       ev.binning, ev.bootstrap_samples, ev.ci_level, model.output)  # fmt: skip
-    result.write(paths.eval_metrics, paths.reliability, paths.confusion)
+    reliability = {"uncalibrated": paths.reliability_uncalibrated,
+                   "calibrated": paths.reliability_calibrated}  # fmt: skip
+    result.write(paths.eval_metrics, paths.per_class, reliability, paths.confusion)
     write_figures(result, model.W, tuple(model.image_shape), test.X,
                   read_curves(paths.train_curves), paths.figures_dir, ev.n_mistakes)  # fmt: skip
     t = result.metrics["test"]

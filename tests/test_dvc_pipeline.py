@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from test_dvc_yaml import declared_params
 from mnist_softmax.scoped_config import AUDIT_ENV
 
 pytestmark = pytest.mark.slow
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 ALL_STAGES = ["compose", "fetch", "preprocess", "train", "calibrate", "evaluate", "log"]
 
@@ -77,6 +81,51 @@ def test_every_declared_param_is_read(repro):
         unread = [k for k in declared_params(stage) if not any(r == k or r.startswith(f"{k}.")
                                                                for r in reads)]  # fmt: skip
         assert not unread, f"{stage} declares {unread} but never reads them"
+
+
+def _local(url: str) -> bool:
+    """Whether a request stays on the machine: a file, inline data, or a loopback host."""
+    parsed = urlparse(url)
+    return parsed.scheme in ("file", "data", "blob", "about") or parsed.hostname in LOOPBACK
+
+
+def test_plots_show_draws_offline_with_the_shipped_template(repro, browser, screenshots_dir):
+    """`dvc plots show` with .dvc/config's template: charts drawn, no request off the machine.
+
+    DVC's default page loads vega from a CDN and stays blank offline; the template inlines it.
+    """
+    path, env, _ = repro
+    template = REPO / ".dvc" / "plots" / "template.html"
+    if not template.is_file():
+        pytest.fail(f"{template} not found: run `make plots-template`")
+    (path / ".dvc" / "plots").mkdir(exist_ok=True)
+    shutil.copy2(template, path / ".dvc" / "plots" / "template.html")
+    plots = json.loads(run(["dvc", "plots", "show", "--json", "--split"], path, env).stdout)["data"]
+    series = {d["filename"] for d in plots["reliability"][0]["anchor_definitions"]
+              ["<DVC_METRIC_DATA>"]}  # fmt: skip
+    assert series == {"reliability_uncalibrated.csv", "reliability_calibrated.csv"}
+    page_dir = path.parent / "dvc_plots"  # outside the project: later tests see a clean tree
+    run(["dvc", "plots", "show", "-o", str(page_dir)], path, env)
+    html = (page_dir / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html
+    off_machine: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.route("**/*", lambda route: route.continue_() if _local(route.request.url)
+                   else (off_machine.append(route.request.url), route.abort()))  # fmt: skip
+        page.goto((page_dir / "index.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('.vega-embed canvas, "
+                               ".vega-embed svg.marks').length >= 4", timeout=30_000)  # fmt: skip
+        charts = page.locator(".vega-embed")
+        assert charts.count() == 4  # loss, accuracy, reliability, confusion
+        assert all(charts.nth(i).bounding_box()["height"] > 200 for i in range(4))
+        images = page.locator("img")
+        assert images.count() == 5  # the evaluate stage's PNGs
+        assert page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 100)")
+        page.screenshot(path=screenshots_dir / "dvc-plots-show.png", full_page=True)
+    finally:
+        page.close()
+    assert off_machine == []
 
 
 def test_metrics_match_the_committed_run_within_cross_machine_tolerance(repro):

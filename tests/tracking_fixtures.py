@@ -118,11 +118,11 @@ def _write_reports(paths, lr: float, epochs: int, temperature: float) -> None:
     test = {"acc": acc, "nll": 0.3, "nll_calibrated": 0.28 + lr / 100, "ece": 0.02,
             "ece_calibrated": 0.01, "brier": 0.1, "mce": 0.2}  # fmt: skip
     per_class = {"0": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 980}}
-    metrics = {"temperature": temperature, "test": test, "per_class": per_class}
-    Path(paths.eval_metrics).write_text(json.dumps(metrics))
-    reliability = {"model": ["uncalibrated"], "bin": [0], "confidence": [0.5],
-                   "accuracy": [0.5], "count": [1]}  # fmt: skip
-    pd.DataFrame(reliability).to_csv(paths.reliability, index=False)
+    Path(paths.eval_metrics).write_text(json.dumps({"temperature": temperature, "test": test}))
+    Path(paths.per_class).write_text(json.dumps({"per_class": per_class}))
+    reliability = {"bin": [0], "confidence": [0.5], "accuracy": [0.5], "count": [1]}
+    for path in (paths.reliability_uncalibrated, paths.reliability_calibrated):
+        pd.DataFrame(reliability).to_csv(path, index=False)
     pd.DataFrame({"actual": ["0"], "predicted": ["0"]}).to_csv(paths.confusion, index=False)
     for name in ("reliability", "confusion", "curves", "weights", "mistakes"):
         (Path(paths.figures_dir) / f"{name}.png").write_bytes(_png_bytes())

@@ -215,7 +215,9 @@ class PathsConfig:
     calibration: str = MISSING
     calibration_metrics: str = MISSING
     eval_metrics: str = MISSING
-    reliability: str = MISSING
+    per_class: str = MISSING
+    reliability_uncalibrated: str = MISSING
+    reliability_calibrated: str = MISSING
     confusion: str = MISSING
     figures_dir: str = MISSING
 

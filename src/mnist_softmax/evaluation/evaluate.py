@@ -20,6 +20,7 @@ single-class predictions (``single``), for either output kind, next to the spars
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,19 +148,27 @@ class Evaluation:
         )
 
     def write(
-        self, metrics_path: str | Path, reliability_path: str | Path, confusion_path: str | Path
+        self,
+        metrics_path: str | Path,
+        per_class_path: str | Path,
+        reliability_paths: Mapping[str, str | Path],
+        confusion_path: str | Path,
     ) -> None:
-        """Write the DVC metrics JSON and the two DVC plots CSVs (atomically).
+        """Write the metrics JSONs and the DVC plots CSVs (atomically).
 
         ``metrics`` holds finite numbers only (see :func:`evaluate`), so the JSON is strict.
+        The per-class scores go to their own file: declared as DVC metrics they made 40 of the
+        columns of ``dvc exp show``. One reliability CSV per model (keyed by ``MODELS``), since
+        DVC plots draw one series per file and cannot split one file by a ``model`` column.
         """
-        write_json(metrics_path, self.metrics)
-        for table, path in (
-            (self.reliability_table(), reliability_path),
-            (self.confusion_table(), confusion_path),
-        ):
+        write_json(metrics_path, {k: v for k, v in self.metrics.items() if k != "per_class"})
+        write_json(per_class_path, {"per_class": self.metrics["per_class"]})
+        table = self.reliability_table()
+        tables = [(table[table.model == m].drop(columns="model"), reliability_paths[m])
+                  for m in MODELS]  # fmt: skip
+        for frame, path in (*tables, (self.confusion_table(), confusion_path)):
             with atomic_open(path) as handle:
-                table.to_csv(handle, index=False)
+                frame.to_csv(handle, index=False)
 
 
 def evaluate(

@@ -64,9 +64,9 @@ def _flatten_nested(node: dict[str, Any]) -> dict[str, float]:
 
 def read_final_metrics(paths: PathsConfig) -> dict[str, float]:
     """Merge every JSON metrics file into one flat dict (see :func:`merge_final_metrics`)."""
-    return merge_final_metrics(
-        *(json.loads(_existing(path).read_text()) for path in metrics_files(paths))
-    )
+    reports = [json.loads(_existing(path).read_text()) for path in metrics_files(paths)]
+    reports[-1] |= json.loads(_existing(paths.per_class).read_text())  # evaluate's, split in two
+    return merge_final_metrics(*reports)
 
 
 def metrics_files(paths: PathsConfig) -> tuple[str, str, str, str]:
@@ -189,7 +189,9 @@ def artifact_files(paths: PathsConfig) -> dict[str, list[Path]]:
         paths.train_curves,
         paths.calibration_metrics,
         paths.eval_metrics,
-        paths.reliability,
+        paths.per_class,
+        paths.reliability_uncalibrated,
+        paths.reliability_calibrated,
         paths.confusion,
         paths.calibration,
     ]

@@ -31,23 +31,19 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_reliability(bins: Mapping[str, ReliabilityBins], path: str | Path) -> pd.DataFrame:
+def plot_reliability(bins: Mapping[str, ReliabilityBins], path: str | Path) -> None:
+    """Write the reliability diagram of :func:`build_reliability` as a PNG."""
+    save_figure(build_reliability(bins), path)
+
+
+def build_reliability(bins: Mapping[str, ReliabilityBins]) -> Figure:
     """Draw one reliability diagram per model (columns) with its bin counts below it.
 
-    Parameters
-    ----------
-    bins : mapping of model name to ReliabilityBins
-        E.g. ``{"uncalibrated": ..., "calibrated": ...}``.
-    path : path of the PNG to write
-
-    Returns
-    -------
-    DataFrame
-        The plotted non-empty bins: columns model, left, right, confidence, accuracy, count.
+    bins : mapping of model name to ReliabilityBins, e.g. ``{"uncalibrated": ..., ...}``.
+    Only non-empty bins are drawn (accuracy bars, gap bars, counts below).
     """
     fig = Figure(figsize=RELIABILITY_SIZE)
     axes = fig.subplots(2, len(bins), sharex=True, squeeze=False, height_ratios=[3, 1])
-    plotted = []
     for col, (name, b) in enumerate(bins.items()):
         top, bottom = axes[0, col], axes[1, col]
         filled = b.count > 0
@@ -76,24 +72,16 @@ def plot_reliability(bins: Mapping[str, ReliabilityBins], path: str | Path) -> p
         top.legend(loc="upper left", fontsize="small")
         bottom.bar(left, count, width=right - left, align="edge", edgecolor="k", color="0.6")
         bottom.set(yscale="log", xlabel="confidence (top-class probability)", ylabel="count")
-        plotted.append(
-            pd.DataFrame(
-                {
-                    "model": name,
-                    "left": left,
-                    "right": right,
-                    "confidence": conf,
-                    "accuracy": acc,
-                    "count": count,
-                }
-            )
-        )
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.09, top=0.94, hspace=0.08, wspace=0.18)
-    save_figure(fig, path)
-    return pd.concat(plotted, ignore_index=True)
+    return fig
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | Path) -> None:
+    """Write the confusion matrix of :func:`build_confusion` as a PNG."""
+    save_figure(build_confusion(confusion, class_names), path)
+
+
+def build_confusion(confusion: np.ndarray, class_names: list[str]) -> Figure:
     """Draw the confusion matrix (rows actual, columns predicted) with counts in the cells.
 
     confusion : ndarray of shape (n_classes, n_classes); class_names : length n_classes
@@ -118,10 +106,15 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | Pa
     )
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def plot_curves(curves: pd.DataFrame, path: str | Path) -> None:
+    """Write the learning curves of :func:`build_curves` as a PNG."""
+    save_figure(build_curves(curves), path)
+
+
+def build_curves(curves: pd.DataFrame) -> Figure:
     """Draw train/val loss and accuracy against the ``epoch`` column of ``reports/curves.csv``.
 
     The loss is the NLL, or the sparsemax loss for a sparsemax model (its curves' columns).
@@ -139,4 +132,4 @@ def plot_curves(curves: pd.DataFrame, path: str | Path) -> None:
         if ax.lines:
             ax.legend()
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.2)
-    save_figure(fig, path)
+    return fig

@@ -43,7 +43,8 @@ def write_figures(
     charts.plot_confusion(result.confusion, names, out["confusion"])
     charts.plot_curves(curves, out["curves"])
     image_grids.plot_weights(W, image_shape, names, out["weights"])
-    image_grids.plot_mistakes(
-        X, result.y, result.proba_calibrated, names, image_shape, n_mistakes, out["mistakes"]
+    mistakes = image_grids.build_mistakes(
+        X, result.y, result.proba_calibrated, names, image_shape, n_mistakes
     )
+    charts.save_figure(mistakes, out["mistakes"])
     return out

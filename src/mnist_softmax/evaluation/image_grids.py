@@ -23,6 +23,11 @@ _HEADER = 0.4  # inches above the grid for the figure title
 def plot_weights(
     W: np.ndarray, image_shape: tuple[int, int], class_names: list[str], path: str | Path
 ) -> None:
+    """Write the weight templates of :func:`build_weights` as a PNG."""
+    save_figure(build_weights(W, image_shape, class_names), path)
+
+
+def build_weights(W: np.ndarray, image_shape: tuple[int, int], class_names: list[str]) -> Figure:
     """Draw each class's weight column reshaped to an image (red: evidence for, blue: against).
 
     W : ndarray of shape (n_features, n_classes), ``n_features == prod(image_shape)``
@@ -42,7 +47,7 @@ def plot_weights(
         ax.imshow(template, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(str(class_names[k]))
     fig.suptitle("learned weight templates (one column of W per class)")
-    save_figure(fig, path)
+    return fig
 
 
 def most_confident_mistakes(proba: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
@@ -61,15 +66,14 @@ def mistakes_grid_size(n_shown: int) -> tuple[float, float]:
     return _MISTAKE_COLUMNS * _MISTAKE_CELL[0], rows * _MISTAKE_CELL[1] + _HEADER
 
 
-def plot_mistakes(
+def build_mistakes(
     X: np.ndarray,
     y: np.ndarray,
     proba: np.ndarray,
     class_names: list[str],
     image_shape: tuple[int, int],
     n: int,
-    path: str | Path,
-) -> np.ndarray:
+) -> Figure:
     """Draw the ``n`` most confident test mistakes with true and predicted labels.
 
     Parameters
@@ -110,5 +114,4 @@ def plot_mistakes(
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=0.01, top=1 - (_HEADER + 0.35) / height, hspace=0.6
     )
-    save_figure(fig, path)
-    return shown
+    return fig

@@ -52,7 +52,7 @@ lock: $(STAMP) ## re-pin requirements.lock after a change of pyproject.toml's de
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet -o requirements.lock
 
-check-floors: $(STAMP) ## run the test suite against the lowest versions pyproject.toml allows
+check-floors: $(STAMP) .dvc/plots/template.html ## run the test suite against the lowest versions pyproject.toml allows
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra team --resolution lowest-direct \
 		--python-version 3.11 --quiet -o .venv-floors.txt

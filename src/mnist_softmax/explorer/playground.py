@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from mnist_softmax.model.numerics import log_softmax, softmax, sparsemax
+from mnist_softmax.model.numerics import log_softmax
+from mnist_softmax.model.outputs import OUTPUTS
+from mnist_softmax.model.outputs import probabilities as output_probabilities
 
 KINDS = ("softmax", "sparsemax", "argmax")
 
@@ -25,10 +27,8 @@ def probabilities(logits: np.ndarray, temperature: float, kind: str) -> np.ndarr
 
     logits : ndarray of shape (n_samples, n_classes)
     """
-    if kind == "softmax":
-        return softmax(logits, temperature)
-    if kind == "sparsemax":
-        return sparsemax(logits, temperature)
+    if kind in OUTPUTS:  # the model outputs' own dispatcher; argmax is the page's extra
+        return output_probabilities(logits, kind, temperature)
     top = logits == logits.max(axis=1, keepdims=True)
     return top / top.sum(axis=1, keepdims=True)
 

@@ -1,12 +1,16 @@
-"""evaluate: data/prepared (test), models/model.npz, models/calibration.json, reports/curves.csv
--> reports/metrics.json (DVC metrics), reports/per_class.json, reports/reliability_{uncalibrated,
-calibrated}.csv and reports/confusion.csv (DVC plots), reports/figures/*.png (DVC image plots).
+"""evaluate: data/prepared (test), data/batches (held-out slices), models/model.npz,
+models/calibration.json, reports/curves.csv -> reports/metrics.json (DVC metrics),
+reports/per_class.json, reports/batches.json, reports/reliability_{uncalibrated,calibrated}.csv
+and reports/confusion.csv (DVC plots), reports/figures/*.png (DVC image plots).
 """
 
 import numpy as np
 
+from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
+from mnist_softmax.data.batch_store import load_batches
 from mnist_softmax.data.splits import load_split, split_path
+from mnist_softmax.evaluation.batch_scores import score_batches
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.figures import write_figures
 from mnist_softmax.evaluation.temperature import load_temperature
@@ -32,6 +36,11 @@ def main(cfg: Config) -> None:
     result.write(paths.eval_metrics, paths.per_class, reliability, paths.confusion)
     write_figures(result, model.W, tuple(model.image_shape), test.X,
                   read_curves(paths.train_curves), paths.figures_dir, ev.n_mistakes)  # fmt: skip
+    batches = load_batches(paths.batches_dir, paths.batch_manifest)
+    per_batch = score_batches(model, temperature, batches, ev.n_bins, ev.binning)
+    write_json(paths.batch_metrics, per_batch)
+    for name, scores in per_batch.items():
+        log.info("batch %s (held-out slice, %d images): acc %.4f", name, scores["n"], scores["acc"])
     t = result.metrics["test"]
     nll = [f"{t[k]:.4f}" if k in t else "inf" for k in ("nll", "nll_calibrated")]  # sparsemax: inf
     log.info("test acc %.4f (%s): Brier %.4f -> %.4f, ECE %.4f -> %.4f, NLL %s -> %s, "

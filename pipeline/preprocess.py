@@ -1,7 +1,10 @@
-"""preprocess: data/raw/ -> data/prepared/{train,val,test,scaler}.npz + reports/data.json."""
+"""preprocess: data/raw/ + data/batches/ (accepted batches, data/batches.yaml) ->
+data/prepared/{train,val,test,scaler}.npz + reports/data.json.
+"""
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
+from mnist_softmax.data.batch_store import load_batches
 from mnist_softmax.data.prepare import data_report, prepare
 from mnist_softmax.data.scaler import save_scaler, scaler_path
 from mnist_softmax.data.splits import save_split, split_path
@@ -20,13 +23,17 @@ PARAMS = (
 
 
 def main(cfg: Config) -> None:
-    prepared = prepare(cfg.paths.raw_dir, cfg.data)
+    batches = load_batches(cfg.paths.batches_dir, cfg.paths.batch_manifest)
+    prepared = prepare(cfg.paths.raw_dir, cfg.data, batches)
+    if batches:
+        log.info("training pool: MNIST + %d batch(es): %s", len(batches),
+                 ", ".join(b.name for b in batches))  # fmt: skip
     for name in ("train", "val", "test"):
         split = getattr(prepared, name)
         save_split(split_path(cfg.paths.prepared_dir, name), split)
         log.info("%s: %d images", name, len(split))
     save_scaler(scaler_path(cfg.paths.prepared_dir), prepared.scaler)
-    write_json(cfg.paths.data_report, data_report(prepared, cfg.data.class_names))
+    write_json(cfg.paths.data_report, data_report(prepared, cfg.data.class_names, batches))
 
 
 if __name__ == "__main__":

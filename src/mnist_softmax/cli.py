@@ -24,6 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "move the champion alias to a model version (rollback)",
     ),
     "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
+    "ingest": (
+        "mnist_softmax.ops.ingest",
+        "accept or quarantine the new batches in data/incoming/ (dvc repro ingest)",
+    ),
+    "make-batch": (
+        "mnist_softmax.ops.make_batch",
+        "write a demo batch (shifted/rotated digits, or a corrupt one) into data/incoming/",
+    ),
     "explore": (
         "mnist_softmax.ops.explore",
         "serve the interactive softmax explorer on the trained model (127.0.0.1:8050)",

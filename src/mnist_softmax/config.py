@@ -61,6 +61,25 @@ class DataFilesConfig:
 
 
 @dataclass
+class InboxConfig:
+    """What a new labelled batch must satisfy before the ingest stage merges it."""
+
+    min_images: int = MISSING
+    max_images: int = MISSING
+    holdout: float = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.min_images >= 1, "data.inbox.min_images", self.min_images, "integer >= 1")
+        _require(
+            self.max_images >= self.min_images,
+            "data.inbox.max_images",
+            self.max_images,
+            "integer >= data.inbox.min_images",
+        )
+        _require(0 < self.holdout < 1, "data.inbox.holdout", self.holdout, "0 < share < 1")
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
     mirrors: list[str] = MISSING
@@ -76,6 +95,7 @@ class DataConfig:
     backoff_s: float = MISSING
     max_file_mb: float = MISSING
     attempt_s: float = MISSING
+    inbox: InboxConfig = MISSING
 
     def __post_init__(self) -> None:
         _require(len(self.mirrors) >= 1, "data.mirrors", self.mirrors, "at least one URL")
@@ -220,10 +240,18 @@ class PathsConfig:
     reliability_calibrated: str = MISSING
     confusion: str = MISSING
     figures_dir: str = MISSING
+    incoming_dir: str = MISSING
+    quarantine_dir: str = MISSING
+    batches_dir: str = MISSING
+    batch_manifest: str = MISSING
+    batch_metrics: str = MISSING
+    drift_dir: str = MISSING
 
 
 # What the retrain job measures for both models, from their pyfuncs' calibrated probabilities.
 RETRAIN_METRICS = ("test/acc", "test/nll_calibrated", "test/ece_calibrated")
+# The same on the held-out slices of the batches the champion never saw (only when some arrived).
+NEW_BATCH_METRICS = ("new_batches/acc", "new_batches/nll_calibrated")
 
 
 @dataclass
@@ -236,12 +264,13 @@ class RetrainConfig:
 
     def __post_init__(self) -> None:
         # a mistyped name would otherwise block every promotion ("missing"), silently
-        allowed = " | ".join(RETRAIN_METRICS)
+        known = (*RETRAIN_METRICS, *NEW_BATCH_METRICS)
+        allowed = " | ".join(known)
         for key in ("higher_is_better", "lower_is_better"):
             for name in getattr(self, key):
-                _require(name in RETRAIN_METRICS, f"retrain.{key}", name, allowed)
+                _require(name in known, f"retrain.{key}", name, allowed)
         for name in self.margins:
-            _require(name in RETRAIN_METRICS, "retrain.margins", name, allowed)
+            _require(name in known, "retrain.margins", name, allowed)
 
 
 @dataclass

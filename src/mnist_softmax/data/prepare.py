@@ -1,8 +1,10 @@
-"""Turn verified IDX files into the splits and scaler every later stage reads.
+"""Turn verified IDX files and accepted batches into the splits and scaler later stages read.
 
-The validation split is a stratified, seeded sample of the 60k training images (sklearn's
-``train_test_split``), so each class keeps its share and the same seed gives the same split on
-any machine. The test split is passed through untouched.
+The training pool is MNIST's 60k training images followed by the training part of every
+accepted batch, in manifest order. The validation split is a stratified, seeded sample of the
+pool (sklearn's ``train_test_split``), so each class keeps its share and the same seed and
+batches give the same split on any machine. The MNIST test split is passed through untouched:
+it stays the benchmark every model is compared on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mnist_softmax.config import DataConfig
+from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.idx import check_images_labels, read_idx
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
@@ -55,9 +58,20 @@ def split_train_val(full: Split, val_size: int, seed: int) -> tuple[Split, Split
     return Split(full.X[idx_train], full.y[idx_train]), Split(full.X[idx_val], full.y[idx_val])
 
 
-def prepare(raw_dir: str | Path, data: DataConfig) -> PreparedData:
+def training_pool(mnist_train: Split, batches: list[AcceptedBatch]) -> Split:
+    """MNIST's training images, then each batch's training part (its held-out slice stays out)."""
+    if not batches:
+        return mnist_train
+    parts = [mnist_train, *(batch.training_part() for batch in batches)]
+    return Split(np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]))
+
+
+def prepare(
+    raw_dir: str | Path, data: DataConfig, batches: list[AcceptedBatch] | None = None
+) -> PreparedData:
     """Build the train/validation/test splits and fit the scaler on the train split only."""
-    train, val = split_train_val(load_raw(raw_dir, data, "train"), data.val_size, data.split_seed)
+    pool = training_pool(load_raw(raw_dir, data, "train"), batches or [])
+    train, val = split_train_val(pool, data.val_size, data.split_seed)
     test = load_raw(raw_dir, data, "test")
     return PreparedData(train, val, test, Scaler.fit(train.X, data.scaling, data.std_floor))
 
@@ -71,10 +85,16 @@ def class_counts(prepared: PreparedData, class_names: list[str]) -> pd.DataFrame
     return pd.DataFrame(table, index=pd.Index(class_names, name="class"))
 
 
-def data_report(prepared: PreparedData, class_names: list[str]) -> dict[str, object]:
-    """Return the JSON data report: sizes per split and counts per class and split."""
+def data_report(
+    prepared: PreparedData, class_names: list[str], batches: list[AcceptedBatch] | None = None
+) -> dict[str, object]:
+    """Return the JSON data report: sizes and class counts per split, images per batch."""
     counts = class_counts(prepared, class_names)
     return {
         "size": {split: int(counts[split].sum()) for split in counts.columns},
         "counts": {split: counts[split].astype(int).to_dict() for split in counts.columns},
+        "batches": {
+            b.name: {"pool": int((~b.held_out).sum()), "held_out": int(b.held_out.sum())}
+            for b in batches or []
+        },
     }

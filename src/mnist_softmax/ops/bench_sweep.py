@@ -33,6 +33,8 @@ PROJECT_FILES = (
     "src",
     ".dvc/config",
     ".dvcignore",
+    "data/incoming/.gitkeep",  # the inbox: a dep of the ingest stage
+    "data/batches.yaml",  # the (empty) manifest of accepted batches
 )
 LR = "optimizer.lr=0.05,0.1,0.2,0.5"
 L2 = "model.l2=1e-4,5e-4,1e-3,2e-3"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 REPORT_DIR = Path("reports") / "retrain"
-COLUMNS = ["started", "decision", "challenger", "champion_before", "champion_after", "acc", "why"]
+COLUMNS = ["started", "decision", "challenger", "champion_before", "champion_after", "acc",
+           "new_acc", "new_batches", "champion_batches", "why"]  # fmt: skip
 
 
 def decisions(n: int, report_dir: Path = REPORT_DIR) -> pd.DataFrame:
@@ -27,6 +28,10 @@ def decisions(n: int, report_dir: Path = REPORT_DIR) -> pd.DataFrame:
             {
                 **{key: report.get(key) for key in COLUMNS[:5]},
                 "acc": challenger.get("test/acc"),
+                "new_acc": challenger.get("new_batches/acc"),  # on the new batches' slices
+                # which batches arrived, and which the champion after the job was trained on
+                "new_batches": " ".join(report.get("new_batches", [])),
+                "champion_batches": " ".join(report.get("champion_batches", [])),
                 "why": "; ".join(report.get("reasons", [])),
             }
         )

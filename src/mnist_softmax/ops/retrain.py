@@ -1,9 +1,11 @@
 """``mnist-softmax retrain``: the unattended job that must never ship a worse model.
 
-Order matters: lock -> end stale runs -> verify upstream data -> run the pipeline -> score the
-challenger and the champion on the same test split -> promote only on a win, re-checking the
-alias -> record the decision (MLflow tags + JSON report). Any failure exits non-zero before the
-alias is touched, so the champion stays what it was.
+Order matters: lock -> end stale runs -> verify upstream data -> ingest the inbox -> watch the
+champion on batches it never saw (monitoring scores, drift report) -> run the pipeline -> score
+the challenger and the champion on the same test split and the new batches' held-out slices ->
+promote only on a win, re-checking the alias -> record the decision (MLflow tags + JSON
+report). Any failure exits non-zero before the alias is touched, so the champion stays what it
+was; a failed ingest stops the job before training.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from mnist_softmax.config import CONFIG_DIR, Config, compose, config_from_contai
 from mnist_softmax.data.download import fetch_dataset
 from mnist_softmax.data.splits import load_split, split_path
 from mnist_softmax.errors import ConfigError, PipelineError
+from mnist_softmax.ops import new_batches
 from mnist_softmax.ops.champion_rule import Decision, decide
 from mnist_softmax.ops.history import REPORT_DIR
+from mnist_softmax.ops.ingest import InboxState
 from mnist_softmax.ops.interrupt import Interruptible, JobInterrupted
 from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
 from mnist_softmax.redact import redact_text
@@ -52,7 +56,17 @@ class RetrainReport:
     champion_before: str | None = None
     champion_after: str | None = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)  # by this job's ingest
+    new_batches: list[str] = field(default_factory=list)  # accepted, unseen by the champion
+    monitoring: dict[str, float] = field(default_factory=dict)  # the champion on them
+    drift_report: list[str] = field(default_factory=list)  # JSON and PNG
+    champion_batches: list[str] = field(default_factory=list)  # the champion_after's
     seconds: float = 0.0
+
+    @property
+    def stem(self) -> str:
+        """File name stem shared by this job's report and drift report."""
+        return f"{self.started.replace(':', '')}-{self.retrain_id[:8]}"
 
     def summary(self) -> str:
         why = self.reasons[0] if self.reasons else ""
@@ -150,6 +164,12 @@ def _retrain(
     report.champion_before = report.champion_after = champion
     verify_upstream(cfg)
     guard.check()
+    found = _ingest(cfg, client, champion, report, guard)
+    if found.new and champion is not None:
+        report.monitoring, paths = new_batches.watch_champion(cfg, name, champion, found,
+                                                              report.stem)  # fmt: skip
+        report.drift_report = [str(p) for p in paths]
+    guard.check()
     run_pipeline(pipeline_commands(overrides, force), report.retrain_id, guard)
     run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
     if run is not None:
@@ -167,12 +187,10 @@ def _retrain(
         report.decision = "kept"
         report.reasons = ["the pipeline was up to date: no new model (use --force to retrain)"]
         return Decision(False, report.reasons)
-    test = load_split(split_path(cfg.paths.prepared_dir, "test"))
-    scores = {"challenger": registry.score_version(name, report.challenger, test, cfg)}
-    if champion is not None:
-        scores["champion"] = registry.score_version(name, champion, test, cfg)
+    scores = _scores(cfg, name, {"challenger": report.challenger, "champion": champion}, found)
     report.metrics = scores
-    decision = decide(scores["challenger"], scores.get("champion"), cfg.retrain)
+    rule = new_batches.rule_for(cfg.retrain, bool(found.new) and champion is not None)
+    decision = decide(scores["challenger"], scores.get("champion"), rule)
     report.reasons = decision.reasons
     guard.check()  # a signal during scoring: stop before the alias moves
     if decision.promote:
@@ -183,8 +201,41 @@ def _retrain(
             report.champion_after = exc.current  # who holds it now, not who held it before
             raise
         report.champion_after = report.challenger
+        report.champion_batches = registry.trained_batches(client, name, report.challenger)
     report.decision = decision.label
     return decision
+
+
+def _ingest(cfg: Config, client, champion: str | None, report: RetrainReport, guard):
+    """Run the ingest stage, then sort the accepted batches into new and seen by the champion."""
+    from mnist_softmax.tracking import registry
+
+    before = InboxState.read(cfg.paths)
+    run_pipeline([["dvc", "repro", "ingest"]], report.retrain_id, guard)
+    report.quarantined = InboxState.read(cfg.paths).since(before)["quarantined"]
+    name = cfg.tracking.registered_model
+    seen = registry.trained_batches(client, name, champion) if champion is not None else []
+    report.champion_batches = seen
+    found = new_batches.arrivals(cfg, seen)
+    report.new_batches = found.names
+    return found
+
+
+def _scores(cfg: Config, name: str, versions: dict[str, str | None], found):
+    """Each model's test-split scores, plus its new-batch slice scores when batches are new."""
+    from mnist_softmax.tracking import registry
+
+    test = load_split(split_path(cfg.paths.prepared_dir, "test"))
+    scores = {}
+    for role, version in versions.items():
+        if version is None:
+            continue
+        served = registry.load_served(name, version)
+        scores[role] = registry.score_served(served, test, cfg)
+        if found.new and versions["champion"] is not None:
+            held_out = registry.score_served(served, found.held_out(), cfg)
+            scores[role] |= new_batches.as_new_batch_scores(held_out)
+    return scores
 
 
 def _record(cfg: Config | None, report: RetrainReport) -> Path:
@@ -194,7 +245,7 @@ def _record(cfg: Config | None, report: RetrainReport) -> Path:
     tracking server may be the very thing that failed.
     """
     report.reasons = [redact_text(r) for r in report.reasons]
-    path = REPORT_DIR / f"{report.started.replace(':', '')}-{report.retrain_id[:8]}.json"
+    path = REPORT_DIR / f"{report.stem}.json"
     write_json(path, asdict(report))
     if report.challenger is not None and cfg is not None:
         try:
@@ -211,10 +262,15 @@ def _tag_decision(cfg: Config, report: RetrainReport) -> None:
     name = cfg.tracking.registered_model
     tags = {"retrain.decision": report.decision, "retrain.reasons": "; ".join(report.reasons)}
     tags["retrain.champion_before"] = str(report.champion_before)
+    tags["retrain.new_batches"] = ",".join(report.new_batches)
     run_id = client.get_model_version(name, report.challenger).run_id
     for key, value in tags.items():
         client.set_tag(run_id, key, value[:5000])
         client.set_model_version_tag(name, report.challenger, key, value[:5000])
+    for path in report.drift_report:  # the job's drift report, beside the model it judged
+        client.log_artifact(run_id, path, "drift")
+    for key, value in report.monitoring.items():  # the champion on data it never saw
+        client.log_metric(run_id, f"monitor/champion_{key.replace('/', '_')}", value)
 
 
 def _decision_of(exc: PipelineError, report: RetrainReport) -> str:

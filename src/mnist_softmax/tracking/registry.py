@@ -23,6 +23,7 @@ from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.evaluation.evaluate import score_logits
 from mnist_softmax.model.numerics import accuracy
+from mnist_softmax.model.outputs import probabilities
 from mnist_softmax.redact import redact_text
 from mnist_softmax.tracking.run_logging import TAG_RETRAIN_ID
 from mnist_softmax.tracking.store import resolve_store
@@ -126,14 +127,36 @@ def run_of_retrain(client: MlflowClient, experiment: str, retrain_id: str):
     return runs[0] if runs else None
 
 
+def trained_batches(client: MlflowClient, name: str, version: str) -> list[str]:
+    """The accepted batches a version was trained on, from its run's ``data.batches`` tag."""
+    run_id = client.get_model_version(name, version).run_id
+    tag = client.get_run(run_id).data.tags.get("data.batches", "") if run_id else ""
+    return [batch for batch in tag.split(",") if batch]
+
+
+def load_served(name: str, version: str):
+    """The version's python model as served: its own ``model.npz`` and temperature."""
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+
+
+def confidences(served, X: np.ndarray) -> np.ndarray:
+    """The served model's calibrated top probability per image (the drift report's histogram)."""
+    logits = served.model.logits(X).astype(np.float64)
+    return probabilities(logits, served.model.output, served.temperature).max(axis=1)
+
+
 def score_version(name: str, version: str, test: Split, cfg: Config) -> dict[str, float]:
-    """Score a registered version on ``test`` as the evaluate stage scores its model.
+    """Score a registered version on ``test`` as the evaluate stage scores its model."""
+    return score_served(load_served(name, version), test, cfg)
+
+
+def score_served(served, test: Split, cfg: Config) -> dict[str, float]:
+    """Score a served model on ``test`` as the evaluate stage scores its model.
 
     The version's pyfunc is loaded as served (its own ``model.npz`` and temperature), then its
     logits go through :func:`mnist_softmax.evaluation.evaluate.score_logits`: the same formulas
     that wrote ``reports/metrics.json``, so a freshly logged model scores what evaluate said.
     """
-    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
     logits = served.model.logits(test.X).astype(np.float64)
     ev = cfg.evaluation
     output = served.model.output  # softmax or sparsemax, as the model file records

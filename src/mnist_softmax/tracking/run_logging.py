@@ -122,6 +122,7 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
         **run_record.git_tags(),
         **run_record.dvc_lock_tags(),
         **run_record.data_tags(cfg),
+        **run_record.batch_tags(cfg.paths),
         **run_record.environment_tags(freeze, repo_root()),
         "dvc.exp_name": exp_name,
         "config_hash": cfg.hash(),

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from mnist_softmax.config import Config, PathsConfig
+from mnist_softmax.data.batch_store import load_manifest, manifest_sha256
 from mnist_softmax.errors import DataError
 from mnist_softmax.redact import redact_mapping
 
@@ -66,7 +67,10 @@ def read_final_metrics(paths: PathsConfig) -> dict[str, float]:
     """Merge every JSON metrics file into one flat dict (see :func:`merge_final_metrics`)."""
     reports = [json.loads(_existing(path).read_text()) for path in metrics_files(paths)]
     reports[-1] |= json.loads(_existing(paths.per_class).read_text())  # evaluate's, split in two
-    return merge_final_metrics(*reports)
+    merged = merge_final_metrics(*reports)
+    if Path(paths.batch_metrics).is_file():  # each accepted batch's held-out slice
+        merged |= flatten_metrics(json.loads(Path(paths.batch_metrics).read_text()), "batch/")
+    return merged
 
 
 def metrics_files(paths: PathsConfig) -> tuple[str, str, str, str]:
@@ -149,9 +153,21 @@ def data_tags(cfg: Config) -> dict[str, str]:
     return {f"data.sha256.{key}": spec["sha256"] for key, spec in files.items()}
 
 
+def batch_tags(paths: PathsConfig) -> dict[str, str]:
+    """Which accepted batches the run trained on: names in order, and the manifest's sha256.
+
+    The retrain job reads ``data.batches`` back from the champion's run to know which batches
+    are new to it.
+    """
+    names = [entry.name for entry in load_manifest(paths.batch_manifest)]
+    return {"data.batches": ",".join(names), "data.manifest_sha256": manifest_sha256(
+        paths.batch_manifest) if names else ""}  # fmt: skip
+
+
 def data_digest(cfg: Config) -> str:
     """Return one 32-hex digest of all data files (MLflow caps dataset digests at 36 chars)."""
-    joined = "".join(sorted(data_tags(cfg).values())).encode()
+    digests = [*data_tags(cfg).values(), batch_tags(cfg.paths)["data.manifest_sha256"]]
+    joined = "".join(sorted(digests)).encode()
     return hashlib.sha256(joined).hexdigest()[:32]
 
 
@@ -190,6 +206,7 @@ def artifact_files(paths: PathsConfig) -> dict[str, list[Path]]:
         paths.calibration_metrics,
         paths.eval_metrics,
         paths.per_class,
+        paths.batch_metrics,
         paths.reliability_uncalibrated,
         paths.reliability_calibrated,
         paths.confusion,
@@ -200,6 +217,7 @@ def artifact_files(paths: PathsConfig) -> dict[str, list[Path]]:
         "reports": [Path(p) for p in reports if Path(p).is_file()],
         "reports/figures": sorted(Path(paths.figures_dir).glob("*.png")),
         "pipeline": [Path(p) for p in pipeline if Path(p).is_file()],
+        "data": [Path(p) for p in [paths.batch_manifest] if Path(p).is_file()],
     }
 
 

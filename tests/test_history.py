@@ -27,6 +27,18 @@ def test_history_lists_every_job_newest_first(tmp_path):
     assert table["why"].iloc[0] == "no mirror gave a valid file"
 
 
+def test_history_shows_the_batches_of_each_champion(tmp_path):
+    reports = tmp_path / "retrain"
+    reports.mkdir()
+    report = {"started": "2026-01-03T030000Z", "decision": "promoted", "reasons": [],
+              "new_batches": ["week-2"], "champion_batches": ["week-1", "week-2"],
+              "metrics": {"challenger": {"test/acc": 0.93, "new_batches/acc": 0.88}}}  # fmt: skip
+    (reports / "2026-01-03T030000Z-abc.json").write_text(json.dumps(report))
+    row = history.decisions(10, reports).iloc[0]
+    assert (row["new_batches"], row["champion_batches"]) == ("week-2", "week-1 week-2")
+    assert (row["acc"], row["new_acc"]) == (0.93, 0.88)
+
+
 def test_compare_does_not_create_a_store(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)

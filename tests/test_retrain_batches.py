@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from conftest import make_project, run
+from shipped import shipped_config
 from test_retrain import champion, client, history, last_report, retrain
 
 from mnist_softmax.config import RetrainConfig
@@ -38,9 +39,10 @@ def test_rule_without_new_batches_drops_only_their_metrics():
     assert plain.margins == {"test/acc": 0.0}
     renamed = as_new_batch_scores({"test/acc": 0.9, "test/nll_calibrated": 0.3, "test/ece": 1})
     assert renamed == {"new_batches/acc": 0.9, "new_batches/nll_calibrated": 0.3}
-    worse_on_new = {"test/acc": 0.95, "new_batches/acc": 0.80}
-    assert not decide(worse_on_new, {"test/acc": 0.9, "new_batches/acc": 0.85}, rule).promote
-    assert decide(worse_on_new, {"test/acc": 0.9, "new_batches/acc": 0.81}, rule).promote
+    nll = {"new_batches/nll_calibrated": 0.3}
+    worse_on_new = {"test/acc": 0.95, "new_batches/acc": 0.80, **nll}
+    assert not decide(worse_on_new, {"test/acc": 0.9, "new_batches/acc": 0.85, **nll}, rule).promote
+    assert decide(worse_on_new, {"test/acc": 0.9, "new_batches/acc": 0.805, **nll}, rule).promote
 
 
 def test_a_full_cycle_on_new_data(tmp_path, shared_mnist):
@@ -75,8 +77,11 @@ def test_a_full_cycle_on_new_data(tmp_path, shared_mnist):
     scores = report["metrics"]
     assert {"new_batches/acc", "new_batches/nll_calibrated"} <= scores["challenger"].keys()
     assert {"new_batches/acc", "new_batches/nll_calibrated"} <= scores["champion"].keys()
-    assert any("new_batches/acc" in reason for reason in report["reasons"])
-    expected = "promoted" if report["champion_after"] == "2" else "kept"
+    rule = shipped_config().retrain  # the shipped rule, new-batch margins included
+    expected = (
+        "promoted" if decide(scores["challenger"], scores["champion"], rule).promote else "kept"
+    )
+    assert report["champion_after"] == ("2" if expected == "promoted" else "1")
     assert report["decision"] == expected and report["challenger"] == "2"
     assert report["champion_batches"] == (["week-1"] if expected == "promoted" else [])
 
@@ -90,13 +95,20 @@ def test_a_full_cycle_on_new_data(tmp_path, shared_mnist):
     drift_files = {a.path for a in client(path).list_artifacts(run_.info.run_id, "drift")}
     assert {f"drift/{p.split('/')[-1]}" for p in report["drift_report"]} == drift_files
     row = history(path, env)[0]
-    assert row[1] == expected and ("week-1" in row) == (expected == "promoted")
+    assert row[1] == expected and row[7] == "week-1"  # decision, new_batches
+    assert row[8] == ("week-1" if expected == "promoted" else "")  # champion_batches
+
+    # the copy finished: `mnist-softmax ingest` takes it in, through dvc (dvc.lock follows)
+    (path / "data/incoming/late/READY").touch()
+    ingested = run(["mnist-softmax", "ingest"], path, env)
+    assert "accepted: late; quarantined: none; waiting: none" in ingested.stdout
+    assert "Data and pipelines are up to date" not in run(["dvc", "status"], path, env).stdout
 
     # a broken manifest: the ingest stage fails, the job stops before training
     before = champion(path)
+    make_batch(path, env, "week-2", "--count", "300")
     (path / "data/batches.yaml").write_text("batches: [unclosed\n")
-    (path / "data/incoming/late/READY").touch()
     broken = retrain(path, env)
     assert broken.returncode != 0 and "is not a batch manifest" in broken.stderr
     assert champion(path) == before and last_report(path)["decision"] == "failed"
-    assert (path / "data/incoming/late").is_dir()  # nothing taken from the inbox
+    assert (path / "data/incoming/week-2/READY").is_file()  # nothing taken from the inbox

@@ -69,7 +69,7 @@ def read_final_metrics(paths: PathsConfig) -> dict[str, float]:
     reports[-1] |= json.loads(_existing(paths.per_class).read_text())  # evaluate's, split in two
     merged = merge_final_metrics(*reports)
     if Path(paths.batch_metrics).is_file():  # each accepted batch's held-out slice
-        merged |= flatten_metrics(json.loads(Path(paths.batch_metrics).read_text()), "batch/")
+        merged |= flatten_metrics({"batch": json.loads(Path(paths.batch_metrics).read_text())})
     return merged
 
 

@@ -12,6 +12,10 @@ PARAMS = ("data.files", "data.class_names", "data.image_shape", "data.inbox")
 
 
 def main(cfg: Config) -> None:
+    inbox = cfg.data.inbox
+    limits = (inbox.min_images, inbox.max_images, 100 * inbox.holdout)
+    log.info("inbox %s: batches of %d to %d images, %.0f%% of each held out",
+             cfg.paths.incoming_dir, *limits)  # fmt: skip
     test = load_raw(cfg.paths.raw_dir, cfg.data, "test")
     result = ingest(cfg, test.X)
     log.info("inbox: %d accepted, %d quarantined, %d waiting for READY",

@@ -26,7 +26,7 @@ def ran_stages(output: str) -> list[str]:
 def test_repro_noop_and_params_change(project):
     path, env = project
     cold = run(["dvc", "repro", "preprocess"], path, env)
-    assert ran_stages(cold.stdout) == ["compose", "fetch", "preprocess"]
+    assert ran_stages(cold.stdout) == ["compose", "fetch", "ingest", "preprocess"]
     for name, digest in EXPECTED_RAW.items():
         assert hashlib.sha256((path / "data/raw" / name).read_bytes()).hexdigest() == digest
     report = json.loads((path / "reports/data.json").read_text())

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-ALL_STAGES = ["compose", "fetch", "preprocess", "train", "calibrate", "evaluate", "log"]
+ALL_STAGES = ["compose", "fetch", "ingest", "preprocess", "train", "calibrate", "evaluate", "log"]
 
 
 def mlflow_runs(path):
@@ -236,6 +236,7 @@ def test_renaming_a_class_retrains_and_the_served_model_carries_the_new_name(rep
     out = run(["dvc", "repro"], path, env)
     assert ran_stages(out.stdout) == [
         "compose",
+        "ingest",  # class names are what a batch's labels are checked against
         "preprocess",
         "train",
         "calibrate",

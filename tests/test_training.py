@@ -20,7 +20,7 @@ from mnist_softmax.data.splits import Split, save_split
 from mnist_softmax.errors import TrainingDivergedError
 from mnist_softmax.model.curves import CURVE_COLUMNS
 from mnist_softmax.model.model_file import load_model
-from mnist_softmax.model.training import train
+from mnist_softmax.model.training import peak_rss_mb, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,8 @@ def test_default_sgd_learns_and_reports(digits):
         "best_epoch", "epochs_run", "optimizer", "train_seconds", "peak_rss_mb",
         "seconds_per_epoch", "train", "val",
     }  # fmt: skip
-    assert summary["optimizer"] == "sgd" and 0 < summary["peak_rss_mb"] < 1024
+    # the process's lifetime peak (a fresh process per stage in the pipeline; here, pytest's)
+    assert summary["optimizer"] == "sgd" and 0 < summary["peak_rss_mb"] <= peak_rss_mb() + 0.1
     assert result.model.W.dtype == np.float32 and result.model.W.shape == (64, 10)
     acc = (result.model.logits(digits[1].X).argmax(axis=1) == digits[1].y).mean()  # raw pixels in
     assert acc == pytest.approx(summary["val"]["acc"])

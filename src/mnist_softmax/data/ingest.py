@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_softmax.atomic import atomic_open
-from mnist_softmax.config import Config
+from mnist_softmax.config import Config, InboxConfig
 from mnist_softmax.data.batch_checks import TestIndex, check_content, check_name
 from mnist_softmax.data.batch_files import BatchProblems, Problem, read_batch
 from mnist_softmax.data.batch_store import (
@@ -70,6 +70,7 @@ def ingest(cfg: Config, test_images: np.ndarray) -> IngestResult:
     if not Path(paths.batch_manifest).exists():
         save_manifest(paths.batch_manifest, entries)
     _remove_leftovers(incoming, batches_dir, entries)
+    inbox = cfg.data.inbox  # the limits every batch is held to, read once
     test_index, result = TestIndex(test_images), IngestResult()
     for folder in sorted(p for p in incoming.iterdir() if p.is_dir()):
         if folder.name.startswith("."):
@@ -79,22 +80,27 @@ def ingest(cfg: Config, test_images: np.ndarray) -> IngestResult:
                      folder.name, READY)  # fmt: skip
             result.waiting.append(folder.name)
             continue
-        _ingest_one(folder, cfg, test_index, entries, result)
+        _ingest_one(folder, cfg, inbox, test_index, entries, result)
     return result
 
 
 def _ingest_one(
-    folder: Path, cfg: Config, test_index: TestIndex, entries: list[BatchEntry], result
+    folder: Path,
+    cfg: Config,
+    inbox: InboxConfig,
+    test_index: TestIndex,
+    entries: list[BatchEntry],
+    result: IngestResult,
 ) -> None:
     data, name = cfg.data, folder.name
     problems = check_name(name)
     try:
         batch = read_batch(folder, list(data.class_names), tuple(data.image_shape),
-                           data.inbox.max_images)  # fmt: skip
+                           inbox.max_images)  # fmt: skip
     except BatchProblems as exc:
         batch, problems = None, problems + exc.problems
     if batch is not None:
-        problems += check_content(batch, data.inbox, test_index)
+        problems += check_content(batch, inbox, test_index)
     known = next((e for e in entries if e.name == name), None)
     if known is not None and batch is not None and not problems and _same(known, batch):
         log.info("%s: accepted by an earlier, interrupted run: clearing it from the inbox", name)
@@ -108,7 +114,7 @@ def _ingest_one(
         _quarantine(folder, Path(cfg.paths.quarantine_dir), problems)
         return
     paths = cfg.paths
-    fields = store_batch(paths.batches_dir, name, batch.images, batch.labels, data.inbox.holdout)
+    fields = store_batch(paths.batches_dir, name, batch.images, batch.labels, inbox.holdout)
     counts = np.bincount(batch.labels, minlength=len(data.class_names)).tolist()
     entry = BatchEntry(name=name, **fields, form=batch.form,
                        label_counts=dict(zip(data.class_names, counts, strict=True)),

@@ -99,8 +99,8 @@ CORRUPTIONS = {  # make-batch's corruption -> (form, words REASON.txt must hold)
     "count-mismatch": ("idx", "200 images but 199 labels"),
     "truncated-gzip": ("idx", "truncated"),
     "bad-png": ("png", "not a readable image"),
-    "duplicate-images": ("png", "duplicates image 0"),
-    "test-leak": ("idx", "identical to test image"),
+    "duplicate-images": ("png", "- 00001.png: duplicates 00000.png\n"),
+    "test-leak": ("idx", "- images-idx3-ubyte[0]: identical to test image"),
     "empty": ("idx", "empty batch"),
 }
 

@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from mnist_softmax.config import InboxConfig
-from mnist_softmax.data.batch_files import IMAGES, MAX_LISTED, BatchArrays, Problem
+from mnist_softmax.data.batch_files import MAX_LISTED, BatchArrays, Problem
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -63,16 +63,19 @@ def check_content(batch: BatchArrays, inbox: InboxConfig, test_index: TestIndex)
             duplicates.append((i, first_seen[key]))
         else:
             first_seen[key] = i
-    file = IMAGES if batch.form == "idx" else "image"
-    problems += _capped(file, duplicates, "duplicates image {} of the batch")
+    named = [(i, batch.name_of(j)) for i, j in duplicates]
+    problems += _capped(batch, named, "duplicates {}")
     leaks = test_index.find(batch.images)
-    problems += _capped(file, leaks, "identical to test image {} (leakage into the benchmark)")
+    problems += _capped(batch, leaks, "identical to test image {} (leakage into the benchmark)")
     return problems
 
 
-def _capped(file: str, pairs: list[tuple[int, int]], what: str) -> list[Problem]:
-    """One problem per (index, other index) pair, the first MAX_LISTED, then a count."""
-    listed = [Problem(file, what.format(j), i) for i, j in pairs[:MAX_LISTED]]
+def _capped(batch: BatchArrays, pairs: list[tuple[int, object]], what: str) -> list[Problem]:
+    """One problem per (image, what it matches) pair, the first MAX_LISTED, then a count."""
+    listed = []
+    for i, other in pairs[:MAX_LISTED]:
+        file, index = batch.where(i)
+        listed.append(Problem(file, what.format(other), index))
     if len(pairs) > MAX_LISTED:
-        listed.append(Problem(file, f"... and {len(pairs) - MAX_LISTED} more like these"))
+        listed.append(Problem(".", f"... and {len(pairs) - MAX_LISTED} more like these"))
     return listed

@@ -48,11 +48,24 @@ class BatchProblems(DataError):
 
 @dataclass(frozen=True)
 class BatchArrays:
-    """A batch as read: images (n, height, width) uint8, labels (n,) int64, and its form."""
+    """A batch as read: images (n, height, width) uint8, labels (n,) int64, and its form.
+
+    ``files`` names each image's PNG (so problems name the file); None for an IDX pair.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     form: str
+    files: list[str] | None = None
+
+    def where(self, index: int) -> tuple[str, int | None]:
+        """The (file, index) a problem with image ``index`` is reported at."""
+        return (IMAGES, index) if self.files is None else (self.files[index], None)
+
+    def name_of(self, index: int) -> str:
+        """How a problem's text names image ``index``: ``images-idx3-ubyte[7]`` or ``00007.png``."""
+        file, at = self.where(index)
+        return file if at is None else f"{file}[{at}]"
 
 
 def per_index(file: str, indices: np.ndarray, what: str) -> list[Problem]:
@@ -183,7 +196,7 @@ def _read_png_folder(
     listed = set(table["file"])
     for extra in sorted({p.name for p in folder.glob("*.png")} - listed):
         problems.append(Problem(extra, f"has no row in {LABELS_CSV}"))
-    images, labels = [], []
+    images, labels, files = [], [], []
     for row, (name, label) in enumerate(zip(table["file"], table["label"], strict=True)):
         index = _label_index(label, class_names)
         if index is None:
@@ -198,7 +211,8 @@ def _read_png_folder(
             continue
         images.append(pixels)
         labels.append(index)
+        files.append(name)
     if problems:
         raise BatchProblems(problems)
     stacked = np.stack(images) if images else np.zeros((0, *image_shape), np.uint8)
-    return BatchArrays(stacked, np.asarray(labels, dtype=np.int64), "png")
+    return BatchArrays(stacked, np.asarray(labels, dtype=np.int64), "png", files)

@@ -123,13 +123,13 @@ def build_drift_figure(report: dict[str, Any]) -> Figure:
     ax_labels.bar(x + 0.2, [labels["share_pool"][n] for n in names], 0.4, label="training pool")
     ax_labels.set(xticks=x, xticklabels=names, ylabel="share of images",
                   title=f"Labels: chi-square p = {labels['p_value']:.3g}")  # fmt: skip
-    ax_labels.legend()
+    _legend_above_bars(ax_labels)
     keys = ("mean_intensity", "ink_fraction")
     ax_ink.bar(np.arange(2) - 0.2, [ink[f"{k}_new"] for k in keys], 0.4, label="new batch")
     ax_ink.bar(np.arange(2) + 0.2, [ink[f"{k}_pool"] for k in keys], 0.4, label="training pool")
     title = f"Ink: shift {ink['intensity_shift']:+.3f}, KS p = {ink['ks_p_value']:.3g}"
     ax_ink.set(xticks=range(2), xticklabels=["mean intensity", "ink fraction"], title=title)
-    ax_ink.legend()
+    _legend_above_bars(ax_ink)
     if conf is None:
         ax_conf.text(0.5, 0.5, "no champion: confidence not measured", ha="center", va="center")
         ax_conf.set(xticks=[], yticks=[])
@@ -142,6 +142,12 @@ def build_drift_figure(report: dict[str, Any]) -> Figure:
         ax_conf.legend(loc="upper left")
     fig.suptitle(f"Drift: new batch (n={report['n_new']}) vs training pool (n={report['n_pool']})")
     return fig
+
+
+def _legend_above_bars(ax) -> None:
+    """Leave headroom over the tallest bar so the legend never hides one."""
+    ax.set_ylim(top=1.3 * max(bar.get_height() for bar in ax.patches))
+    ax.legend(loc="upper right", ncols=2)
 
 
 def plot_drift(report: dict[str, Any], path: str | Path) -> Path:

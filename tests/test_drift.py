@@ -110,6 +110,7 @@ def test_the_figure_shows_the_report(train, tmp_path):
         report["ink"]["mean_intensity_new"]
     )
     assert "Confidence" in conf_ax.get_title()
-    report["confidence"] = None
-    empty = build_drift_figure(report).axes[2]
+    report["confidence"], report["labels"]["p_value"] = None, 0.0  # underflowed, not certain
+    underflow_ax, _, empty = build_drift_figure(report).axes
+    assert underflow_ax.get_title() == "Labels: chi-square p < 1e-300"
     assert [t.get_text() for t in empty.texts] == ["no champion: confidence not measured"]

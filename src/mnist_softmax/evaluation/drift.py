@@ -122,12 +122,12 @@ def build_drift_figure(report: dict[str, Any]) -> Figure:
     ax_labels.bar(x - 0.2, [labels["share_new"][n] for n in names], 0.4, label="new batch")
     ax_labels.bar(x + 0.2, [labels["share_pool"][n] for n in names], 0.4, label="training pool")
     ax_labels.set(xticks=x, xticklabels=names, ylabel="share of images",
-                  title=f"Labels: chi-square p = {labels['p_value']:.3g}")  # fmt: skip
+                  title=f"Labels: chi-square p {_p(labels['p_value'])}")  # fmt: skip
     _legend_above_bars(ax_labels)
     keys = ("mean_intensity", "ink_fraction")
     ax_ink.bar(np.arange(2) - 0.2, [ink[f"{k}_new"] for k in keys], 0.4, label="new batch")
     ax_ink.bar(np.arange(2) + 0.2, [ink[f"{k}_pool"] for k in keys], 0.4, label="training pool")
-    title = f"Ink: shift {ink['intensity_shift']:+.3f}, KS p = {ink['ks_p_value']:.3g}"
+    title = f"Ink: shift {ink['intensity_shift']:+.3f}, KS p {_p(ink['ks_p_value'])}"
     ax_ink.set(xticks=range(2), xticklabels=["mean intensity", "ink fraction"], title=title)
     _legend_above_bars(ax_ink)
     if conf is None:
@@ -147,7 +147,12 @@ def build_drift_figure(report: dict[str, Any]) -> Figure:
 def _legend_above_bars(ax) -> None:
     """Leave headroom over the tallest bar so the legend never hides one."""
     ax.set_ylim(top=1.3 * max(bar.get_height() for bar in ax.patches))
-    ax.legend(loc="upper right", ncols=2)
+    ax.legend(loc="upper right", ncols=2, fontsize="small")
+
+
+def _p(value: float) -> str:
+    """A p-value as text: below float precision, 0.0 would read as certainty."""
+    return "< 1e-300" if value < 1e-300 else f"= {value:.3g}"
 
 
 def plot_drift(report: dict[str, Any], path: str | Path) -> Path:

@@ -101,7 +101,7 @@ def watch_champion(cfg: Config, name: str, champion: str, found: Arrivals, stem:
     labels = report["labels"]
     log.info(
         "champion v%s on the new batches %s (%d images it never saw): acc %.4f, NLL %.4f; "
-        "label drift p=%.3g, intensity shift %+.4f; drift report %s",
+        "label drift p=%.3g (chi-square), intensity shift %+.4f; drift report %s",
         champion, ", ".join(found.names), len(whole), watched.get("new_batches/acc", np.nan),
         watched.get("new_batches/nll_calibrated", np.inf), labels["p_value"],
         report["ink"]["intensity_shift"], json_path,

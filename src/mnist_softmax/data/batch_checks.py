@@ -7,14 +7,10 @@ duplicates only; near-duplicates (a shifted copy) are legitimate new data.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from mnist_softmax.config import InboxConfig
-from mnist_softmax.data.batch_files import MAX_LISTED, BatchArrays, Problem
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+from mnist_softmax.data.batch_files import MAX_LISTED, NAME_PATTERN, BatchArrays, Problem
 
 
 def pixel_keys(images: np.ndarray) -> list[bytes]:

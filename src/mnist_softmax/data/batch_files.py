@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from mnist_softmax.data.idx import gunzip_idx, parse_header, parse_idx
 from mnist_softmax.errors import DataError
 
 IMAGES, LABELS, LABELS_CSV = "images-idx3-ubyte", "labels-idx1-ubyte", "labels.csv"
+READY = "READY"  # written last by the producer: a folder without it is still being copied
+# batch names become file names and MLflow metric names: a safe alphabet, a bounded length
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_LISTED = 20  # problems of one kind listed one by one; the rest are counted
 
 
@@ -66,6 +70,18 @@ class BatchArrays:
         """How a problem's text names image ``index``: ``images-idx3-ubyte[7]`` or ``00007.png``."""
         file, at = self.where(index)
         return file if at is None else f"{file}[{at}]"
+
+
+def inbox_folders(incoming: Path) -> tuple[list[Path], list[Path]]:
+    """The inbox's batch folders by name: (complete ones, ones still waiting for READY).
+
+    Hidden folders (a producer's temporary copy, an accepted batch being deleted) are neither.
+    """
+    if not incoming.is_dir():
+        return [], []
+    folders = sorted(p for p in incoming.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ready = [folder for folder in folders if (folder / READY).exists()]
+    return ready, [folder for folder in folders if folder not in ready]
 
 
 def per_index(file: str, indices: np.ndarray, what: str) -> list[Problem]:

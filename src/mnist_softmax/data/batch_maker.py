@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -18,15 +17,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from mnist_softmax.data.batch_files import IMAGES, LABELS, LABELS_CSV, NAME_PATTERN, READY
 from mnist_softmax.data.idx import check_images_labels, read_idx
 from mnist_softmax.errors import ConfigError, DataError, storage_error
 
 CORRUPTIONS = ("none", "wrong-magic", "wrong-shape", "labels-out-of-range", "count-mismatch",
                "truncated-gzip", "bad-png", "duplicate-images", "test-leak", "empty")  # fmt: skip
 N_CLASSES = 10
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-IMAGES_GZ, LABELS_GZ, LABELS_CSV, READY = (
-    "images-idx3-ubyte.gz", "labels-idx1-ubyte.gz", "labels.csv", "READY")  # fmt: skip
+IMAGES_GZ, LABELS_GZ = f"{IMAGES}.gz", f"{LABELS}.gz"  # the inbox's names (batch_files)
 SOURCE_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}  # fmt: skip
 FORMAT_ONLY = {"truncated-gzip": "idx", "bad-png": "png", "wrong-magic": "idx"}
@@ -139,8 +137,8 @@ def write_batch(
 
 
 def _check_request(spec: BatchSpec, final: Path, n: int, test_images: np.ndarray | None) -> None:
-    if not NAME.fullmatch(spec.name):
-        raise DataError(f"batch name {spec.name!r} must match {NAME.pattern}")
+    if not NAME_PATTERN.fullmatch(spec.name):  # the name ingest accepts, no other
+        raise DataError(f"batch name {spec.name!r} must match {NAME_PATTERN.pattern}")
     if final.exists() or final.is_symlink():
         raise _exists(final)
     if FORMAT_ONLY.get(spec.corrupt, spec.fmt) != spec.fmt:

@@ -28,7 +28,7 @@ import numpy as np
 from mnist_softmax.atomic import atomic_open
 from mnist_softmax.config import Config, InboxConfig
 from mnist_softmax.data.batch_checks import TestIndex, check_content, check_name
-from mnist_softmax.data.batch_files import BatchProblems, Problem, read_batch
+from mnist_softmax.data.batch_files import READY, BatchProblems, Problem, inbox_folders, read_batch
 from mnist_softmax.data.batch_store import (
     BatchEntry,
     batch_path,
@@ -41,7 +41,7 @@ from mnist_softmax.errors import StorageError, storage_error
 
 log = logging.getLogger(__name__)
 
-READY, REASON = "READY", "REASON.txt"
+REASON = "REASON.txt"
 # kept in the accepted-batches folder so it is never empty (DVC warns about empty outputs)
 FOLDER_NOTE = "README.txt"
 NOTE_TEXT = "Accepted batches, one .npz each, listed in ../batches.yaml: written by ingest only.\n"
@@ -72,14 +72,12 @@ def ingest(cfg: Config, test_images: np.ndarray) -> IngestResult:
     _remove_leftovers(incoming, batches_dir, entries)
     inbox = cfg.data.inbox  # the limits every batch is held to, read once
     test_index, result = TestIndex(test_images), IngestResult()
-    for folder in sorted(p for p in incoming.iterdir() if p.is_dir()):
-        if folder.name.startswith("."):
-            continue
-        if not (folder / READY).exists():
-            log.info("%s: no %s file yet (still being written?): left for a later run",
-                     folder.name, READY)  # fmt: skip
-            result.waiting.append(folder.name)
-            continue
+    ready, waiting = inbox_folders(incoming)
+    for folder in waiting:
+        log.info("%s: no %s file yet (still being written?): left for a later run",
+                 folder.name, READY)  # fmt: skip
+        result.waiting.append(folder.name)
+    for folder in ready:
         _ingest_one(folder, cfg, inbox, test_index, entries, result)
     return result
 

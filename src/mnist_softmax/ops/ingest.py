@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_softmax.config import PathsConfig, load_or_compose
+from mnist_softmax.data.batch_files import inbox_folders
 from mnist_softmax.data.batch_store import load_manifest
-from mnist_softmax.data.ingest import READY
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.stage import setup_logging
 
@@ -32,14 +32,11 @@ class InboxState:
 
     @classmethod
     def read(cls, paths: PathsConfig) -> InboxState:
-        quarantine, incoming = Path(paths.quarantine_dir), Path(paths.incoming_dir)
-        folders = [p for p in incoming.iterdir() if p.is_dir()] if incoming.is_dir() else []
+        quarantine = Path(paths.quarantine_dir)
         return cls(
             frozenset(e.name for e in load_manifest(paths.batch_manifest)),
             frozenset(p.name for p in quarantine.iterdir()) if quarantine.is_dir() else frozenset(),
-            frozenset(
-                p.name for p in folders if not p.name.startswith(".") and not (p / READY).exists()
-            ),
+            frozenset(folder.name for folder in inbox_folders(Path(paths.incoming_dir))[1]),
         )
 
     def since(self, before: InboxState) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mnist_softmax.data.batch_files import NAME_PATTERN
 from mnist_softmax.data.batch_maker import (
     CORRUPTIONS,
     SOURCE_FILES,
@@ -37,7 +38,7 @@ def _classes(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-softmax make-batch", description=__doc__)
     add = parser.add_argument
-    add("name", metavar="NAME", help="batch folder name, [A-Za-z0-9][A-Za-z0-9._-]*")
+    add("name", metavar="NAME", help=f"batch folder name, {NAME_PATTERN.pattern}")
     add("--count", type=int, default=500, help="images in the batch (500)")
     add("--source", choices=tuple(SOURCE_FILES), default="train", help="MNIST part (train)")
     add("--shift", type=float, default=0.0, help="max shift per axis, pixels (0)")

@@ -64,6 +64,18 @@ def digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+def as_stored(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (n, height * width) and labels, both uint8: the arrays the manifest hashes."""
+    X = np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.uint8)
+    return X, labels.astype(np.uint8)
+
+
+def same_content(entry: BatchEntry, images: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether ``images`` and ``labels`` are exactly the batch the manifest ``entry`` pins."""
+    X, y = as_stored(images, labels)
+    return (digest(X), digest(y)) == (entry.pixels_sha256, entry.labels_sha256)
+
+
 def load_manifest(path: str | Path) -> list[BatchEntry]:
     """The accepted batches in order of acceptance; none when the manifest does not exist yet."""
     path = Path(path)
@@ -107,8 +119,7 @@ def held_out_mask(y: np.ndarray, share: float, seed: int) -> np.ndarray:
 
 def store_batch(batches_dir: str | Path, name: str, X: np.ndarray, y: np.ndarray, share: float):
     """Write an accepted batch's ``.npz`` (atomically) and return its manifest fields."""
-    X = np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.uint8)
-    y = y.astype(np.uint8)
+    X, y = as_stored(X, y)
     pixels = digest(X)
     mask = held_out_mask(y, share, seed=int(pixels[:8], 16))  # the batch's own, fixed forever
     save_npz(batch_path(batches_dir, name), X=X, y=y, held_out=mask)
@@ -121,7 +132,7 @@ def load_batch(batches_dir: str | Path, entry: BatchEntry) -> AcceptedBatch:
     path = batch_path(batches_dir, entry.name)
     arrays = load_stage_npz(path, ("X", "y", "held_out"), "ingest")
     X, y = arrays["X"], arrays["y"]
-    if digest(X) != entry.pixels_sha256 or digest(y) != entry.labels_sha256:
+    if not same_content(entry, X, y):
         raise DataError(
             f"{path} does not match its manifest hashes: an accepted batch was modified; "
             "restore it with `dvc checkout`"

@@ -32,8 +32,8 @@ from mnist_softmax.data.batch_files import READY, BatchProblems, Problem, inbox_
 from mnist_softmax.data.batch_store import (
     BatchEntry,
     batch_path,
-    digest,
     load_manifest,
+    same_content,
     save_manifest,
     store_batch,
 )
@@ -100,7 +100,12 @@ def _ingest_one(
     if batch is not None:
         problems += check_content(batch, inbox, test_index)
     known = next((e for e in entries if e.name == name), None)
-    if known is not None and batch is not None and not problems and _same(known, batch):
+    if (
+        known is not None
+        and batch is not None
+        and not problems
+        and same_content(known, batch.images, batch.labels)
+    ):
         log.info("%s: accepted by an earlier, interrupted run: clearing it from the inbox", name)
         _discard(folder)
         return
@@ -127,12 +132,6 @@ def _ingest_one(
     log.info("%s: accepted, %d images (%d held out), labels per class %s", name, entry.images,
              entry.holdout, counts)  # fmt: skip
     _discard(folder)
-
-
-def _same(entry: BatchEntry, batch) -> bool:
-    pixels = np.ascontiguousarray(batch.images.reshape(len(batch.images), -1))
-    same_pixels = digest(pixels) == entry.pixels_sha256
-    return same_pixels and digest(batch.labels.astype(np.uint8)) == entry.labels_sha256
 
 
 def _quarantine(folder: Path, quarantine_dir: Path, problems: list[Problem]) -> None:

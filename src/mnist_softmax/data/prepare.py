@@ -20,7 +20,7 @@ from mnist_softmax.config import DataConfig
 from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.idx import check_images_labels, read_idx
 from mnist_softmax.data.scaler import Scaler
-from mnist_softmax.data.splits import Split
+from mnist_softmax.data.splits import Split, concat_splits
 from mnist_softmax.errors import DataError
 
 
@@ -62,8 +62,7 @@ def training_pool(mnist_train: Split, batches: list[AcceptedBatch]) -> Split:
     """MNIST's training images, then each batch's training part (its held-out slice stays out)."""
     if not batches:
         return mnist_train
-    parts = [mnist_train, *(batch.training_part() for batch in batches)]
-    return Split(np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]))
+    return concat_splits([mnist_train, *(batch.training_part() for batch in batches)])
 
 
 def prepare(

@@ -33,6 +33,11 @@ class Split:
         return len(self.y)
 
 
+def concat_splits(parts: list[Split]) -> Split:
+    """One split holding ``parts`` in order (the training pool, the new batches' images)."""
+    return Split(np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]))
+
+
 def split_path(prepared_dir: str | Path, name: str) -> Path:
     """Return the ``.npz`` path of split ``name`` in the prepared folder."""
     return Path(prepared_dir) / f"{name}.npz"

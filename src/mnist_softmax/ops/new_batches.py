@@ -18,7 +18,7 @@ from mnist_softmax.atomic import write_json
 from mnist_softmax.config import NEW_BATCH_METRICS, Config, RetrainConfig
 from mnist_softmax.data.batch_store import AcceptedBatch, load_batches
 from mnist_softmax.data.prepare import load_raw, training_pool
-from mnist_softmax.data.splits import Split
+from mnist_softmax.data.splits import Split, concat_splits
 from mnist_softmax.evaluation.drift import drift_report, plot_drift
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,11 @@ class Arrivals:
 
     def whole(self) -> Split:
         """Every image of the new batches: all unseen by the champion."""
-        return _joined([Split(b.X, b.y) for b in self.new])
+        return concat_splits([Split(b.X, b.y) for b in self.new])
 
     def held_out(self) -> Split:
         """The new batches' held-out slices: unseen by the champion and the challenger."""
-        return _joined([b.held_out_part() for b in self.new])
-
-
-def _joined(parts: list[Split]) -> Split:
-    return Split(np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]))
+        return concat_splits([b.held_out_part() for b in self.new])
 
 
 def arrivals(cfg: Config, champion_batches: list[str]) -> Arrivals:

@@ -1,8 +1,10 @@
-"""The model on each accepted batch's held-out slice: how it does on the data that arrived.
+"""A model's scores on a split other than evaluate's test set: batches' slices, retrain's checks.
 
-The MNIST test split says whether the model got better at MNIST; these slices say whether it
-reads the new data, which is why the batches were sent. Scored with ``score_logits``, the same
-definitions as ``reports/metrics.json`` and the retrain job.
+The MNIST test split says whether the model got better at MNIST; the held-out slices of the
+accepted batches say whether it reads the new data, which is why the batches were sent. Both
+the evaluate stage (``reports/batches.json``) and the retrain job (champion against challenger,
+through their served pyfuncs) score with :func:`calibrated_scores`, on ``score_logits``: the
+same definitions as ``reports/metrics.json``.
 """
 
 from __future__ import annotations
@@ -17,19 +19,24 @@ from mnist_softmax.evaluation.evaluate import score_logits
 from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy
 
+CALIBRATED = ("nll", "brier", "ece")  # score_logits values reported after temperature scaling
+SCORE_NAMES = ("acc", *(f"{name}_calibrated" for name in CALIBRATED))
+BATCH_SCORES = ("acc", "nll_calibrated", "brier_calibrated")  # per batch in reports/batches.json
 
-def score_split(
+
+def calibrated_scores(
     model: SoftmaxModel, temperature: float, split: Split, n_bins: int, binning: str
 ) -> dict[str, float]:
-    """Images, accuracy and calibrated NLL/Brier of ``model`` on ``split`` (non-finite left out)."""
+    """Accuracy and calibrated NLL, Brier and ECE of ``model`` on ``split`` (``SCORE_NAMES``).
+
+    Non-finite values are left out: a sparsemax model's NLL is infinite once a true class gets
+    p = 0, and evaluate leaves it out of metrics.json the same way, so a retrain rule on it
+    reads "missing: cannot compare" and keeps the champion (and JSON reports stay strict).
+    """
     logits = model.logits(split.X).astype(np.float64)
     calibrated = score_logits(logits, split.y, temperature, n_bins, binning, model.output)
-    scores = {
-        "n": float(len(split)),
-        "acc": accuracy(logits, split.y),
-        "nll_calibrated": calibrated.values["nll"],  # inf for sparsemax once a p(true) is 0
-        "brier_calibrated": calibrated.values["brier"],
-    }
+    scores = {"acc": accuracy(logits, split.y)}
+    scores |= {f"{name}_calibrated": calibrated.values[name] for name in CALIBRATED}
     return {name: value for name, value in scores.items() if math.isfinite(value)}
 
 
@@ -40,8 +47,11 @@ def score_batches(
     n_bins: int,
     binning: str,
 ) -> dict[str, dict[str, float]]:
-    """``score_split`` on each batch's held-out slice, by batch name (empty with no batches)."""
-    return {
-        batch.name: score_split(model, temperature, batch.held_out_part(), n_bins, binning)
-        for batch in batches
-    }
+    """Images and ``BATCH_SCORES`` on each batch's held-out slice, by batch name."""
+    report = {}
+    for batch in batches:
+        part = batch.held_out_part()
+        scores = calibrated_scores(model, temperature, part, n_bins, binning)
+        report[batch.name] = {"n": float(len(part))}
+        report[batch.name] |= {name: scores[name] for name in BATCH_SCORES if name in scores}
+    return report

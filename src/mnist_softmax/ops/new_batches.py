@@ -57,12 +57,10 @@ def rule_for(rule: RetrainConfig, new_batches: bool) -> RetrainConfig:
     """The configured rule, without its new-batch metrics when no batch is new to the champion."""
     if new_batches:
         return rule
-    keep = [name for name in (*rule.higher_is_better, *rule.lower_is_better, *rule.margins)
-            if name not in NEW_BATCH_METRICS]  # fmt: skip
     return RetrainConfig(
-        higher_is_better=[n for n in rule.higher_is_better if n in keep],
-        lower_is_better=[n for n in rule.lower_is_better if n in keep],
-        margins={n: m for n, m in rule.margins.items() if n in keep},
+        higher_is_better=[n for n in rule.higher_is_better if n not in NEW_BATCH_METRICS],
+        lower_is_better=[n for n in rule.lower_is_better if n not in NEW_BATCH_METRICS],
+        margins={n: m for n, m in rule.margins.items() if n not in NEW_BATCH_METRICS},
     )
 
 

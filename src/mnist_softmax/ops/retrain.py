@@ -226,15 +226,18 @@ def _scores(cfg: Config, name: str, versions: dict[str, str | None], found):
     from mnist_softmax.tracking import registry
 
     test = load_split(split_path(cfg.paths.prepared_dir, "test"))
+    compare_new = found.new and versions["champion"] is not None
+    held_out = found.held_out() if compare_new else None  # the same slices for both models
     scores = {}
     for role, version in versions.items():
         if version is None:
             continue
         served = registry.load_served(name, version)
         scores[role] = registry.score_served(served, test, cfg)
-        if found.new and versions["champion"] is not None:
-            held_out = registry.score_served(served, found.held_out(), cfg)
-            scores[role] |= new_batches.as_new_batch_scores(held_out)
+        if held_out is not None:
+            scores[role] |= new_batches.as_new_batch_scores(
+                registry.score_served(served, held_out, cfg)
+            )
     return scores
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator
 
 import mlflow
@@ -21,8 +20,7 @@ from mlflow.tracking import MlflowClient
 from mnist_softmax.config import RETRAIN_METRICS, Config, TrackingConfig
 from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import PipelineError
-from mnist_softmax.evaluation.evaluate import score_logits
-from mnist_softmax.model.numerics import accuracy
+from mnist_softmax.evaluation.batch_scores import SCORE_NAMES, calibrated_scores
 from mnist_softmax.model.outputs import probabilities
 from mnist_softmax.redact import redact_text
 from mnist_softmax.tracking.run_logging import TAG_RETRAIN_ID
@@ -153,25 +151,19 @@ def score_version(name: str, version: str, test: Split, cfg: Config) -> dict[str
 def score_served(served, test: Split, cfg: Config) -> dict[str, float]:
     """Score a served model on ``test`` as the evaluate stage scores its model.
 
-    The version's pyfunc is loaded as served (its own ``model.npz`` and temperature), then its
-    logits go through :func:`mnist_softmax.evaluation.evaluate.score_logits`: the same formulas
-    that wrote ``reports/metrics.json``, so a freshly logged model scores what evaluate said.
+    The version's pyfunc is loaded as served (its own ``model.npz`` and temperature), then
+    scored by :func:`mnist_softmax.evaluation.batch_scores.calibrated_scores`, on the same
+    formulas that wrote ``reports/metrics.json``: a freshly logged model scores what evaluate
+    said. Returns the ``RETRAIN_METRICS`` names (``test/acc``...), non-finite values left out.
     """
-    logits = served.model.logits(test.X).astype(np.float64)
+    names = {metric: metric.removeprefix("test/") for metric in RETRAIN_METRICS}
+    if not set(names.values()) <= set(SCORE_NAMES):  # the names the rule is validated against
+        raise PipelineError(
+            f"RETRAIN_METRICS {RETRAIN_METRICS} not all in {SCORE_NAMES}: a code bug"
+        )
     ev = cfg.evaluation
-    output = served.model.output  # softmax or sparsemax, as the model file records
-    calibrated = score_logits(logits, test.y, served.temperature, ev.n_bins, ev.binning, output)
-    scores = {
-        "test/acc": accuracy(logits, test.y),
-        "test/nll_calibrated": calibrated.values["nll"],
-        "test/ece_calibrated": calibrated.values["ece"],
-    }
-    if tuple(scores) != RETRAIN_METRICS:  # the names the config validates the rule against
-        raise PipelineError(f"scores {tuple(scores)} differ from RETRAIN_METRICS: a code bug")
-    # A sparsemax model's NLL is infinite once a true class gets p = 0: left out, as evaluate
-    # leaves it out of metrics.json, so a rule on it reads "missing: cannot compare" and keeps
-    # the champion (and the JSON report stays strict).
-    return {name: value for name, value in scores.items() if math.isfinite(value)}
+    scores = calibrated_scores(served.model, served.temperature, test, ev.n_bins, ev.binning)
+    return {metric: scores[name] for metric, name in names.items() if name in scores}
 
 
 def move_champion(client: MlflowClient, name: str, new: str, expected: str | None) -> None:

@@ -60,12 +60,16 @@ def main(argv: list[str] | None = None) -> int:
             "%s: test acc %.4f in %.2f s",
             *(results[-1][k] for k in ("config", "test acc", "fit s")),
         )
-    table = summarize(results)
+    print_table(summarize(results), args.out)
+    return 0
+
+
+def print_table(table: pd.DataFrame, out: str | None) -> None:
+    """Print a benchmark table as Markdown (4 significant digits), and save it to ``out``."""
     text = table.to_markdown(index=False, floatfmt=".4g")
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    return 0
+    if out:
+        Path(out).write_text(text + "\n")
 
 
 def summarize(results: list[dict[str, Any]]) -> pd.DataFrame:

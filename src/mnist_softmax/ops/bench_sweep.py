@@ -25,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from mnist_softmax.ops.bench import print_table
+
 PROJECT_FILES = (
     "dvc.yaml",
     "params",
@@ -71,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         queued = [*sweep, "--queue", *(a for o in QUEUED for a in ("-S", o))]
         rows.append(_timed("queued DVC sweep", queued, project, configs=_grid_size(QUEUED)))
         rows += _epoch_rows(project)
-    table = summarize(rows)
-    text = table.to_markdown(index=False, floatfmt=".4g")
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    print_table(summarize(rows), args.out)
     return 0
 
 

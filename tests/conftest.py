@@ -48,6 +48,17 @@ def serve(directory: Path, handler: type = _QuietHandler) -> tuple[str, http.ser
     return f"http://127.0.0.1:{server.server_address[1]}", server
 
 
+@pytest.fixture(scope="session")
+def mnist_raw(tmp_path_factory, shared_mnist: Path) -> Path:
+    """The decompressed IDX files, as ``dvc repro fetch`` leaves them in data/raw/ (one copy)."""
+    import gzip
+
+    folder = tmp_path_factory.mktemp("raw")
+    for gz in shared_mnist.glob("*-ubyte.gz"):
+        (folder / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+    return folder
+
+
 @pytest.fixture
 def http_mirror(shared_mnist: Path) -> Iterator[str]:
     """The real MNIST files on a loopback HTTP mirror."""

@@ -5,14 +5,13 @@ Every expected value is computed here from the arrays, independently of the modu
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from mnist_softmax.data.idx import parse_idx
+from mnist_softmax.data.batch_maker import load_source
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.charts import DPI
 from mnist_softmax.evaluation.drift import DRIFT_SIZE, build_drift_figure, drift_report, plot_drift
@@ -21,11 +20,9 @@ NAMES = [str(c) for c in range(10)]
 
 
 @pytest.fixture(scope="module")
-def train(shared_mnist):
-    def read(name: str) -> np.ndarray:
-        return parse_idx(gzip.decompress((shared_mnist / f"{name}.gz").read_bytes()), name)
-
-    return read("train-images-idx3-ubyte").reshape(60000, -1), read("train-labels-idx1-ubyte")
+def train(mnist_raw):
+    images, labels = load_source(mnist_raw, "train")
+    return images.reshape(60000, -1), labels
 
 
 def subset(train, mask):

@@ -8,7 +8,6 @@ real RLIMIT_FSIZE.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import signal
 import subprocess
@@ -22,26 +21,17 @@ import pytest
 from conftest import limited_python
 from shipped import shipped_config
 
-from mnist_softmax.data.batch_maker import BatchSpec, draw_batch, write_batch
+from mnist_softmax.data.batch_maker import BatchSpec, draw_batch, load_source, write_batch
 from mnist_softmax.data.batch_store import load_batch, load_manifest
-from mnist_softmax.data.idx import parse_idx
 from mnist_softmax.data.ingest import ingest
 from mnist_softmax.data.prepare import prepare
 from mnist_softmax.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def mnist(shared_mnist):
+def mnist(mnist_raw):
     """Real MNIST train and test images and labels, as arrays."""
-
-    def read(name: str) -> np.ndarray:
-        path = shared_mnist / f"{name}.gz"
-        return parse_idx(gzip.decompress(path.read_bytes()), name)
-
-    return {
-        "train": (read("train-images-idx3-ubyte"), read("train-labels-idx1-ubyte")),
-        "test": (read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte")),
-    }
+    return {part: load_source(mnist_raw, part) for part in ("train", "test")}
 
 
 @pytest.fixture
@@ -253,17 +243,12 @@ def test_an_accepted_batch_that_changed_is_refused(cfg, mnist):
         load_batch(cfg.paths.batches_dir, replace(entry, labels_sha256="0" * 64))
 
 
-def test_the_training_pool_holds_each_batch_but_not_its_held_out_slice(cfg, mnist, tmp_path):
+def test_the_training_pool_holds_each_batch_but_not_its_held_out_slice(cfg, mnist, mnist_raw):
     drop(cfg, mnist, "extra", count=500, rotate_deg=15)
     run_ingest(cfg, mnist)
     batch = load_batch(cfg.paths.batches_dir, load_manifest(cfg.paths.batch_manifest)[0])
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    shared = Path(__file__).resolve().parents[2] / "shared" / "mnist"
-    for gz in shared.glob("*.gz"):
-        (raw / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
-    plain = prepare(raw, cfg.data)
-    pooled = prepare(raw, cfg.data, [batch])
+    plain = prepare(mnist_raw, cfg.data)
+    pooled = prepare(mnist_raw, cfg.data, [batch])
     assert len(pooled.train) + len(pooled.val) == 60000 + 400
     assert np.array_equal(pooled.test.X, plain.test.X)  # the benchmark does not move
     rows = {row.tobytes() for row in np.concatenate([pooled.train.X, pooled.val.X])}

@@ -37,23 +37,14 @@ DIGITS = [f"d{i}" for i in range(10)]  # class names unlike the indices, so the 
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory, shared_mnist) -> Path:
-    """The decompressed IDX files, as ``dvc repro fetch`` leaves them in data/raw/."""
-    folder = tmp_path_factory.mktemp("raw")
-    for gz in shared_mnist.glob("*-ubyte.gz"):
-        (folder / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
-    return folder
+def mnist_test(mnist_raw) -> tuple[np.ndarray, np.ndarray]:
+    return load_source(mnist_raw, "test")
 
 
 @pytest.fixture(scope="module")
-def mnist_test(raw) -> tuple[np.ndarray, np.ndarray]:
-    return load_source(raw, "test")
-
-
-@pytest.fixture(scope="module")
-def base(raw) -> tuple[np.ndarray, np.ndarray]:
+def base(mnist_raw) -> tuple[np.ndarray, np.ndarray]:
     """Twelve training images: none of them is a test image, so a leak is the corruption's."""
-    images, labels = load_source(raw, "train")
+    images, labels = load_source(mnist_raw, "train")
     return images[:12].copy(), labels[:12].copy()
 
 
@@ -77,9 +68,9 @@ def hidden(inbox: Path) -> list[str]:
     return [p.name for p in inbox.iterdir() if p.name.startswith(".")]
 
 
-def test_load_source_reads_both_parts_in_file_order(raw):
-    train_X, train_y = load_source(raw, "train")
-    test_X, test_y = load_source(raw, "test")
+def test_load_source_reads_both_parts_in_file_order(mnist_raw):
+    train_X, train_y = load_source(mnist_raw, "train")
+    test_X, test_y = load_source(mnist_raw, "test")
     assert train_X.shape == (60000, 28, 28) and test_X.shape == (10000, 28, 28)
     assert train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # LeCun's first labels
     assert test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
@@ -262,11 +253,11 @@ def test_a_read_only_inbox_is_one_storage_error_and_leaves_nothing(base, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_write_failing_halfway_removes_the_partial_folder(raw, tmp_path):
+def test_a_write_failing_halfway_removes_the_partial_folder(mnist_raw, tmp_path):
     inbox = tmp_path / "inbox"
     code = (
         "from mnist_softmax.data.batch_maker import BatchSpec, load_source, write_batch\n"
-        f"X, y = load_source({str(raw)!r}, 'test')\n"
+        f"X, y = load_source({str(mnist_raw)!r}, 'test')\n"
         f"write_batch(X[:500], y[:500], {str(inbox)!r}, BatchSpec('b'))\n"
     )
     proc = limited_python(code, fsize=20_000, env=ENV)  # the images .gz is ~130 kB
@@ -280,8 +271,8 @@ def make_batch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
 
 
-def test_command_writes_the_batch_and_says_so_in_one_line(raw, tmp_path):
-    proc = make_batch("new-1", "--shift", "2", "--rotate", "10", "--raw-dir", str(raw),
+def test_command_writes_the_batch_and_says_so_in_one_line(mnist_raw, tmp_path):
+    proc = make_batch("new-1", "--shift", "2", "--rotate", "10", "--raw-dir", str(mnist_raw),
                       "--inbox", "inbox", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (

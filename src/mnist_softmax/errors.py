@@ -56,3 +56,9 @@ class Terminated(PipelineError):
     """SIGTERM arrived: raised so ``finally`` blocks remove temporary files before exiting."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
+
+class ClusterError(PipelineError):
+    """The Dask scheduler cannot be reached, went away, or lost a block too often to go on."""
+
+    exit_code = 5

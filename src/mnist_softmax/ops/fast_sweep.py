@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shlex
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ import pandas as pd
 
 from mnist_softmax.atomic import read_json
 from mnist_softmax.config import CONFIG_DIR, Config, SGDConfig, compose, config_from_container
-from mnist_softmax.data.scaler import load_scaler, scaler_path
+from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
 from mnist_softmax.data.splits import Split, load_split, split_path
 from mnist_softmax.errors import ConfigError, TrainingDivergedError
 from mnist_softmax.evaluation.evaluate import evaluate
@@ -99,43 +100,111 @@ def compose_grid(grid: list[tuple[str, ...]], base: Config) -> list[Config]:
     return cfgs
 
 
-def run_fast_sweep(overrides: list[str], base: Config, threads: int = 1) -> list[ConfigOutcome]:
-    """Train, calibrate and evaluate every config of the grid; return them in grid order.
+@dataclass(frozen=True)
+class PreparedData:
+    """What every config of a sweep trains and is scored on: the workspace's prepared splits.
 
-    base : the workspace's config (``params.yaml``), whose prepared splits are up to date
+    One object, so a cluster ships it to each worker once (about 55 MB for MNIST) instead of
+    once per block.
     """
-    grid = expand_grid(overrides)
-    cfgs = compose_grid(grid, base)
-    log.info("%d config(s) from %s", len(cfgs), " ".join(f"-S {o}" for o in overrides))
+
+    train: Split
+    val: Split
+    test: Split
+    scaler: Scaler
+    data_report: dict[str, Any]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data, what shipping this to a worker costs (pickling adds ~1 KB)."""
+        splits = (self.train, self.val, self.test)
+        arrays = [
+            *(s.X for s in splits),
+            *(s.y for s in splits),
+            self.scaler.mean,
+            self.scaler.scale,
+        ]
+        return sum(a.nbytes for a in arrays)
+
+
+def load_prepared(base: Config) -> PreparedData:
+    """Read the prepared splits, scaler and data report that ``dvc repro preprocess`` wrote."""
     prepared = base.paths.prepared_dir
     train, val, test = (load_split(split_path(prepared, s)) for s in ("train", "val", "test"))
     scaler = load_scaler(scaler_path(prepared))
-    data_report = read_json(base.paths.data_report)
-    stacks: dict[str, list[int]] = defaultdict(list)
-    for k, cfg in enumerate(cfgs):
-        stacks[stack_key(cfg)].append(k)
-    outcomes: dict[int, ConfigOutcome] = {}
-    for members in stacks.values():
-        results = train_stacked(train, val, scaler, [cfgs[k] for k in members], threads)
-        for k, result in zip(members, results, strict=True):
-            outcomes[k] = _score(grid[k], cfgs[k], result, val, test, data_report)
-    return [outcomes[k] for k in range(len(cfgs))]
+    return PreparedData(train, val, test, scaler, read_json(base.paths.data_report))
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The grid (one tuple of overrides per config) and its composed, validated configs."""
+
+    grid: list[tuple[str, ...]]
+    cfgs: list[Config]
+
+    def stacks(self) -> list[list[int]]:
+        """Indices of the configs that can train side by side (equal :func:`stack_key`)."""
+        stacks: dict[str, list[int]] = defaultdict(list)
+        for k, cfg in enumerate(self.cfgs):
+            stacks[stack_key(cfg)].append(k)
+        return list(stacks.values())
+
+
+def plan_sweep(overrides: list[str], base: Config) -> SweepPlan:
+    """Expand and compose the grid of ``-S`` overrides; refuse what the fast path cannot run."""
+    grid = expand_grid(overrides)
+    cfgs = compose_grid(grid, base)
+    log.info("%d config(s) from %s", len(cfgs), " ".join(f"-S {o}" for o in overrides))
+    return SweepPlan(grid, cfgs)
+
+
+def run_block(
+    data: PreparedData, grid: Sequence[tuple[str, ...]], cfgs: Sequence[Config], threads: int = 1
+) -> list[ConfigOutcome]:
+    """Train one stack of configs together, then calibrate and evaluate each: the unit of work.
+
+    The in-process sweep runs one block per stack; a cluster runs smaller blocks on its workers.
+    """
+    results = train_stacked(data.train, data.val, data.scaler, cfgs, threads)
+    return [
+        _score(overrides, cfg, result, data)
+        for overrides, cfg, result in zip(grid, cfgs, results, strict=True)
+    ]
+
+
+def run_in_process(
+    plan: SweepPlan, data: PreparedData, threads: int = 1
+) -> Iterator[tuple[int, ConfigOutcome]]:
+    """Run every stack in this process; yield (grid index, outcome) as each stack finishes."""
+    for members in plan.stacks():
+        outcomes = run_block(
+            data, [plan.grid[k] for k in members], [plan.cfgs[k] for k in members], threads
+        )
+        yield from zip(members, outcomes, strict=True)
+
+
+def run_fast_sweep(overrides: list[str], base: Config, threads: int = 1) -> list[ConfigOutcome]:
+    """Train, calibrate and evaluate every config of the grid here; return them in grid order.
+
+    base : the workspace's config (``params.yaml``), whose prepared splits are up to date
+    """
+    plan = plan_sweep(overrides, base)
+    outcomes = dict(run_in_process(plan, load_prepared(base), threads))
+    return [outcomes[k] for k in range(len(plan.cfgs))]
 
 
 def _score(
     overrides: tuple[str, ...],
     cfg: Config,
     result: TrainResult | TrainingDivergedError,
-    val: Split,
-    test: Split,
-    data_report: dict[str, Any],
+    data: PreparedData,
 ) -> ConfigOutcome:
     """Calibrate and evaluate one trained config as the calibrate and evaluate stages do."""
     from mnist_softmax.tracking.run_record import merge_final_metrics
 
     if isinstance(result, TrainingDivergedError):
         return ConfigOutcome(overrides, cfg, {}, pd.DataFrame(), str(result))
-    model, ev_cfg = result.model, cfg.evaluation
+    model, ev_cfg, val, test = result.model, cfg.evaluation, data.val, data.test
     calibration = calibrate(
         model.logits(val.X), val.y, method=cfg.calibration.method, t_min=cfg.calibration.t_min,
         t_max=cfg.calibration.t_max, n_bins=ev_cfg.n_bins, binning=ev_cfg.binning,
@@ -146,7 +215,7 @@ def _score(
         ev_cfg.n_bins, ev_cfg.binning, ev_cfg.bootstrap_samples, ev_cfg.ci_level,
     )  # fmt: skip
     metrics = merge_final_metrics(
-        data_report, result.summary, calibration.to_metrics(), evaluation.metrics
+        data.data_report, result.summary, calibration.to_metrics(), evaluation.metrics
     )
     return ConfigOutcome(overrides, cfg, metrics, result.history, "")
 
@@ -166,24 +235,46 @@ def ranking(outcomes: list[ConfigOutcome], metric: str, higher_is_better: bool) 
 
 
 def sweep_and_log(
-    overrides: list[str], threads: int, metric: str, higher_is_better: bool
+    overrides: list[str],
+    threads: int,
+    metric: str,
+    higher_is_better: bool,
+    cluster: str | None = None,
+    block_size: int | None = None,
 ) -> tuple[pd.DataFrame, list[ConfigOutcome]]:
     """Run the fast sweep on the workspace, log it to MLflow and return the ranking table.
 
+    Each config is logged as a child run the moment it finishes, here or on the Dask cluster
+    at ``cluster`` (``tcp://host:port`` or ``local:N``; see :mod:`mnist_softmax.cluster`).
     The table has the child run ids and, per config, the command that reproduces it.
     """
     from mnist_softmax.config import load_config
-    from mnist_softmax.tracking.sweep_runs import ChildRun, log_sweep  # mlflow: seconds
+    from mnist_softmax.tracking.sweep_runs import ChildRun, SweepRecorder  # mlflow: seconds
 
     base = load_config()
-    outcomes = run_fast_sweep(overrides, base, threads)
-    children = [ChildRun(o.name, o.cfg, o.metrics, o.curves, o.command, o.error) for o in outcomes]
-    parent_params = {"sweep.overrides": " ".join(overrides), "sweep.size": str(len(outcomes)),
+    plan = plan_sweep(overrides, base)
+    data = load_prepared(base)
+    parent_params = {"sweep.overrides": " ".join(overrides), "sweep.size": str(len(plan.cfgs)),
                      "sweep.metric": metric}  # fmt: skip
-    logged = log_sweep(base, children, parent_params)
-    table = ranking(outcomes, metric, higher_is_better)
-    by_name = {o.name: (o, run_id) for o, run_id in zip(outcomes, logged.child_ids, strict=True)}
-    table["run"] = [by_name[name][1] for name in table["config"]]
-    table["reproduce"] = [by_name[name][0].command for name in table["config"]]
-    log.info("parent run %s: %d child runs", logged.parent_id, len(logged.child_ids))
-    return table, outcomes
+    parent_tags: dict[str, str] = {}
+    if cluster is not None:
+        from mnist_softmax.cluster.runner import ClusterRun, public_address
+
+        runner = ClusterRun(cluster, block_size)
+        parent_tags["sweep.cluster"] = public_address(cluster)
+    outcomes: dict[int, ConfigOutcome] = {}
+    with SweepRecorder(base, parent_params, parent_tags) as recorder:
+        arriving = runner.run(plan, data) if cluster else run_in_process(plan, data, threads)
+        for k, outcome in arriving:
+            o = outcome
+            recorder.log(ChildRun(o.name, o.cfg, o.metrics, o.curves, o.command, o.error))
+            outcomes[k] = outcome
+        if cluster is not None:
+            recorder.tag({"sweep.workers": str(len(runner.workers))})
+    ordered = [outcomes[k] for k in range(len(plan.cfgs))]
+    table = ranking(ordered, metric, higher_is_better)
+    by_name = {o.name: o for o in ordered}
+    table["run"] = [recorder.child_ids[name] for name in table["config"]]
+    table["reproduce"] = [by_name[name].command for name in table["config"]]
+    log.info("parent run %s: %d child runs", recorder.parent_id, len(recorder.child_ids))
+    return table, ordered

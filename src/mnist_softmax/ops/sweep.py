@@ -2,8 +2,9 @@
 
 By default the fast path (:mod:`mnist_softmax.ops.fast_sweep`): every config in this process,
 trained side by side, logged as child runs of one parent run, each printed with the
-``dvc exp run -S ...`` command that reproduces it. With ``--queue``, a thin driver over DVC's
-own queue, so what it does is what a person types::
+``dvc exp run -S ...`` command that reproduces it. With ``--cluster``, the same grid in blocks
+on a Dask cluster (:mod:`mnist_softmax.cluster.runner`), logged the same way. With
+``--queue``, a thin driver over DVC's own queue, so what it does is what a person types::
 
     dvc exp run --queue -S 'optimizer.lr=0.05,0.1' -S 'optimizer.momentum=0.8,0.9'
     dvc queue start -j 2
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_softmax.errors import PipelineError
     from mnist_softmax.tracking import run_logging as tracking  # lazy: mlflow costs seconds
 
+    if args.cluster and args.queue:
+        log.error("--cluster runs the fast path's blocks on Dask; it cannot be used with --queue")
+        return 2
     if not args.queue:
         return _fast_main(args)
     try:
@@ -80,7 +84,9 @@ def _fast_main(args: argparse.Namespace) -> int:
 
     try:
         _dvc("repro", "preprocess")  # a no-op when params/ and the data have not changed
-        table, outcomes = sweep_and_log(args.set, args.jobs, args.metric, not args.minimize)
+        table, outcomes = sweep_and_log(
+            args.set, args.jobs, args.metric, not args.minimize, args.cluster, args.block_size
+        )
     except PipelineError as exc:
         log.error("%s", exc)
         return exc.exit_code
@@ -149,10 +155,35 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "-j", "--jobs", type=int, default=2,
         help="cores to use: BLAS threads (fast path) or experiments run at once (--queue)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cluster", type=_cluster_address, metavar="ADDRESS",
+        help="run the fast path's blocks on a Dask cluster: a scheduler address "
+        "(tcp://HOST:PORT) or local:N for a LocalCluster of N worker processes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--block-size", type=_positive_int, metavar="N",
+        help="configs per block sent to a worker (default: sized so every worker gets at "
+        "least two blocks, at most 16 configs each)",
+    )  # fmt: skip
     parser.add_argument("--metric", default="test/acc", help="MLflow metric that ranks the runs")
     parser.add_argument("--minimize", action="store_true", help="lower metric is better")
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
     return parser.parse_args(argv)
+
+
+def _cluster_address(text: str) -> str:
+    from mnist_softmax.cluster.address import cluster_address
+
+    try:
+        return cluster_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
 
 
 def _dvc(*args: str) -> str:

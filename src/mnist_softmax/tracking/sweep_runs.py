@@ -8,14 +8,16 @@ the names the pipeline's own run uses (:func:`run_record.merge_final_metrics`), 
 curves as ``curve/<name>`` at ``step = epoch``, and lineage tags: git commit, the data's
 checksums and DVC hashes, the environment, the config hash and the one ``dvc exp run``
 command that retrains the config as a normal experiment. Each child costs three requests
-(create, ``log_batch``, terminate). No model is logged or registered per child: the command
-makes one, through the pipeline, when a config is worth keeping.
+(create, ``log_batch``, terminate), sent as soon as the config's outcome is known. No model is
+logged or registered per child: the command makes one, through the pipeline, when a config is
+worth keeping.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,45 +54,67 @@ class ChildRun:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class LoggedSweep:
-    """The parent run's id and each child's run id, in the order of the children."""
+class SweepRecorder:
+    """The parent run of a sweep, open while its configs arrive; each is logged as it comes.
 
-    parent_id: str
-    child_ids: tuple[str, ...]
+    Child runs are written the moment a config's outcome is known, not at the end, so a sweep
+    whose cluster fails half-way keeps what finished (each config once) and its parent run ends
+    FAILED. Use as a context manager: leaving it normally ends the parent FINISHED, through an
+    exception FAILED (with the reason as the tag ``error``). An MLflow error becomes one
+    :class:`PipelineError` line naming the store.
+    """
 
+    def __init__(
+        self, base: Config, parent_params: dict[str, str], parent_tags: dict[str, str]
+    ) -> None:
+        self._uri = resolve_store(base.tracking).uri
+        with self._one_line():
+            self._experiment_id = ensure_store(base.tracking)
+            self._client = MlflowClient(self._uri)
+            self._lineage = _lineage_tags(base)
+            parent = self._client.create_run(
+                self._experiment_id,
+                tags={**self._lineage, **parent_tags, TAG_SWEEP_KIND: "parent"},
+                run_name="sweep",
+            )
+            self.parent_id = parent.info.run_id
+            params = [Param(k, v) for k, v in parent_params.items()]
+            self._client.log_batch(self.parent_id, params=params)
+        self.child_ids: dict[str, str] = {}  # config name -> run id
 
-def log_sweep(
-    base: Config, children: Sequence[ChildRun], parent_params: dict[str, str]
-) -> LoggedSweep:
-    """Log the parent run and every child; an MLflow error becomes one PipelineError line."""
-    try:
-        return _log_sweep(base, children, parent_params)
-    except MlflowException as exc:
-        uri = resolve_store(base.tracking).uri
-        raise PipelineError(f"MLflow ({uri}): {str(exc).splitlines()[0]}") from exc
+    def __enter__(self) -> SweepRecorder:
+        return self
 
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        with self._one_line():
+            if exc is not None:
+                reason = str(exc).splitlines()[0] if str(exc) else kind.__name__
+                self._client.set_tag(self.parent_id, "error", reason[: run_record.MAX_PARAM_CHARS])
+            self._client.set_terminated(self.parent_id, "FAILED" if exc else "FINISHED")
 
-def _log_sweep(
-    base: Config, children: Sequence[ChildRun], parent_params: dict[str, str]
-) -> LoggedSweep:
-    experiment_id = ensure_store(base.tracking)
-    client = MlflowClient(resolve_store(base.tracking).uri)
-    lineage = _lineage_tags(base)
-    parent = client.create_run(
-        experiment_id, tags={**lineage, TAG_SWEEP_KIND: "parent"}, run_name="sweep"
-    )
-    parent_id = parent.info.run_id
-    child_ids = []
-    try:
-        client.log_batch(parent_id, params=[Param(k, v) for k, v in parent_params.items()])
-        for child in children:
-            child_ids.append(_log_child(client, experiment_id, parent_id, lineage, child))
-    except BaseException:
-        client.set_terminated(parent_id, status="FAILED")
-        raise
-    client.set_terminated(parent_id)
-    return LoggedSweep(parent_id, tuple(child_ids))
+    def log(self, child: ChildRun) -> str:
+        """Log one config as a child run (once: a name already logged is refused)."""
+        if child.name in self.child_ids:
+            raise PipelineError(f"config {child.name} was already logged in this sweep")
+        with self._one_line():
+            run_id = _log_child(
+                self._client, self._experiment_id, self.parent_id, self._lineage, child
+            )
+        self.child_ids[child.name] = run_id
+        return run_id
+
+    def tag(self, tags: dict[str, str]) -> None:
+        """Set tags on the parent run (e.g. what only the end of the sweep knows)."""
+        with self._one_line():
+            for key, value in tags.items():
+                self._client.set_tag(self.parent_id, key, value)
+
+    @contextmanager
+    def _one_line(self) -> Iterator[None]:
+        try:
+            yield
+        except MlflowException as exc:
+            raise PipelineError(f"MLflow ({self._uri}): {str(exc).splitlines()[0]}") from exc
 
 
 def _log_child(

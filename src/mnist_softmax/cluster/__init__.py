@@ -1,0 +1,1 @@
+"""Sweeps on a Dask cluster: the fast sweep's blocks run on Dask ``distributed`` workers."""

@@ -101,10 +101,19 @@ server-stop: ## stop the team tracking server
 server-status: ## show whether the team tracking server is up
 	scripts/tracking-server status
 
+cluster-start: $(STAMP) ## start a Dask scheduler + DASK_WORKERS (2) workers on 127.0.0.1:8786
+	scripts/cluster start
+
+cluster-stop: ## stop the Dask scheduler and its workers
+	scripts/cluster stop
+
+cluster-status: ## show the Dask scheduler's address and workers
+	scripts/cluster status
+
 sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' -S 'model.l2=0,1e-3'"
 	$(BIN)/mnist-softmax sweep $(ARGS)
 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep explore server-start server-stop server-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep explore server-start server-stop server-status cluster-start cluster-stop cluster-status sweep clean

@@ -11,6 +11,11 @@ looked up on the server: a run reported FINISHED but absent or not FINISHED ther
     scripts/tracking-server start
     python scripts/load_test.py --uri http://127.0.0.1:5050 --procs 4 --seconds 60
     python scripts/load_test.py --uri http://127.0.0.1:5050 --procs 4 --seconds 60 --restart-db 5
+
+``--shape sweep-child`` logs runs shaped like a sweep's child runs instead (three requests: create,
+one ``log_batch`` of params, metrics, curves and tags, terminate; no artifacts, no model version):
+with ``--procs 1`` the rate one sweep client logs at, the figure docs/cluster.md's scaling model
+uses for the MLflow side of a cluster sweep.
 """
 
 from __future__ import annotations
@@ -54,8 +59,27 @@ def _log_one_run(client, experiment_id: str, worker: int, folder: Path) -> str:
     return run_id
 
 
-def _worker(args: tuple[str, str, int, float, mp.Queue]) -> None:
-    uri, experiment_id, worker, deadline, results = args
+def _log_one_child_run(client, experiment_id: str, worker: int, folder: Path) -> str:
+    """Log one run shaped like a sweep's child run (tracking/sweep_runs.py): three requests."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    params = [Param(f"group{i % 6}.key{i}", str(i * 0.1)) for i in range(60)]
+    metrics = [Metric(f"test/m{i}", i / 100, now, 0) for i in range(40)]
+    metrics += [Metric(f"curve/{k}", e / 10, now, e) for k in range(6) for e in range(10)]
+    tags = [RunTag(f"lineage.tag{i}", "x" * 40) for i in range(15)]
+    client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+SHAPES = {"pipeline": _log_one_run, "sweep-child": _log_one_child_run}
+
+
+def _worker(args: tuple[str, str, int, float, mp.Queue, str]) -> None:
+    uri, experiment_id, worker, deadline, results, shape = args
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -66,7 +90,7 @@ def _worker(args: tuple[str, str, int, float, mp.Queue]) -> None:
         while time.time() < deadline:
             start = time.time()
             try:
-                run_id = _log_one_run(client, experiment_id, worker, folder)
+                run_id = SHAPES[shape](client, experiment_id, worker, folder)
                 results.put({"ok": True, "run_id": run_id, "t": start, "s": time.time() - start})
             except Exception as exc:  # report, never hide: the summary counts these
                 message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -79,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--restart-db", type=float, default=None, metavar="SECONDS_DOWN")
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="pipeline",
+        help="what each run looks like: a pipeline run, or a sweep's child run",
+    )
     args = parser.parse_args(argv)
     if not args.uri or not args.uri.startswith("http://127.0.0.1"):
         parser.error("--uri must be the loopback team server (http://127.0.0.1:<port>)")
@@ -95,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.time() + args.seconds
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=((args.uri, experiment_id, w, deadline, results),))
+        ctx.Process(
+            target=_worker, args=((args.uri, experiment_id, w, deadline, results, args.shape),)
+        )
         for w in range(args.procs)
     ]
     started = time.time()
@@ -136,6 +168,7 @@ def _summarize(client, rows: list[dict], elapsed: float, args: argparse.Namespac
     seconds = sorted(r["s"] for r in ok)
     return {
         "procs": args.procs,
+        "shape": args.shape,
         "seconds": round(elapsed, 1),
         "restart_db_seconds_down": args.restart_db,
         "runs_finished": len(ok),

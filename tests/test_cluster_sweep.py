@@ -23,8 +23,9 @@ from team_server import free_port
 from mnist_softmax.cluster.address import cluster_address, public_address
 from mnist_softmax.cluster.runner import ClusterRun, plan_blocks
 from mnist_softmax.config import compose, config_from_container
+from mnist_softmax.data.prepare import PreparedData
 from mnist_softmax.errors import ClusterError
-from mnist_softmax.ops.fast_sweep import PreparedData, SweepPlan, run_in_process
+from mnist_softmax.ops.fast_sweep import SweepData, SweepPlan, run_in_process
 
 SCRIPT = REPO / "scripts" / "cluster"
 GRID16 = ["-S", "optimizer.lr=0.05,0.1,0.2,0.5", "-S", "model.l2=1e-4,1e-3,2e-3,5e-3"]
@@ -67,14 +68,16 @@ GRID = [
 
 
 @pytest.fixture(scope="module")
-def small_sweep(digits) -> tuple[SweepPlan, PreparedData]:
+def small_sweep(digits) -> tuple[SweepPlan, SweepData]:
     train, val, scaler = digits
     cfgs = [
         config_from_container(compose(REPO / "params", [*SMALL, "evaluation.bootstrap_samples=20",
                                                         *overrides]))
         for overrides in GRID
     ]  # fmt: skip
-    return SweepPlan(GRID, cfgs), PreparedData(train, val, val, scaler, {"size": {"train": 1400}})
+    return SweepPlan(GRID, cfgs), SweepData(
+        PreparedData(train, val, val, scaler), {"size": {"train": 1400}}
+    )
 
 
 def test_local_cluster_results_equal_the_one_process_sweep(small_sweep):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from mnist_softmax.cluster.address import LOCAL, public_address
 from mnist_softmax.config import Config
 from mnist_softmax.errors import ClusterError
-from mnist_softmax.ops.fast_sweep import ConfigOutcome, PreparedData, SweepPlan, run_block
+from mnist_softmax.ops.fast_sweep import ConfigOutcome, SweepData, SweepPlan, run_block
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class BlockResult:
 
 
 def run_block_on_worker(
-    data: PreparedData,
+    data: SweepData,
     indices: list[int],
     grid: list[tuple[str, ...]],
     cfgs: list[Config],
@@ -110,7 +110,7 @@ class ClusterRun:
         self.workers: set[str] = set()
         self.shipped_bytes = 0
 
-    def run(self, plan: SweepPlan, data: PreparedData) -> Iterator[tuple[int, ConfigOutcome]]:
+    def run(self, plan: SweepPlan, data: SweepData) -> Iterator[tuple[int, ConfigOutcome]]:
         """Yield (grid index, outcome) for every config, in the order blocks finish."""
         from distributed import as_completed
 

@@ -19,17 +19,32 @@ from sklearn.model_selection import train_test_split
 from mnist_softmax.config import DataConfig
 from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.idx import check_images_labels, read_idx
-from mnist_softmax.data.scaler import Scaler
-from mnist_softmax.data.splits import Split, concat_splits
+from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
+from mnist_softmax.data.splits import SPLITS, Split, concat_splits, load_split, split_path
 from mnist_softmax.errors import DataError
 
 
 @dataclass(frozen=True)
 class PreparedData:
+    """The splits every stage after preprocess reads, and the scaler fitted on ``train``."""
+
     train: Split
     val: Split
     test: Split
     scaler: Scaler
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data: what shipping this to another process or machine costs."""
+        splits = (self.train, self.val, self.test)
+        arrays = [*(s.X for s in splits), *(s.y for s in splits)]
+        return sum(a.nbytes for a in [*arrays, self.scaler.mean, self.scaler.scale])
+
+
+def load_prepared(prepared_dir: str | Path) -> PreparedData:
+    """Read back what the preprocess stage wrote into ``prepared_dir``."""
+    train, val, test = (load_split(split_path(prepared_dir, s)) for s in SPLITS)
+    return PreparedData(train, val, test, load_scaler(scaler_path(prepared_dir)))
 
 
 def load_raw(raw_dir: str | Path, data: DataConfig, part: str) -> Split:

@@ -40,10 +40,14 @@ PROJECT_FILES = (
 )
 LR = "optimizer.lr=0.05,0.1,0.2,0.5"
 L2 = "model.l2=1e-4,5e-4,1e-3,2e-3"
+MOMENTUM = "optimizer.momentum=0.5,0.8,0.9,0.95"
 GRIDS = {  # label -> -S overrides
     "fast sweep, 16 configs": [LR, L2],
-    "fast sweep, 64 configs": [LR, L2, "optimizer.momentum=0.5,0.8,0.9,0.95"],
+    "fast sweep, 64 configs": [LR, L2, MOMENTUM],
 }
+CLUSTER_WORKERS = (1, 2)  # the 64-config grid on a LocalCluster of this many workers
+_SHIPPED = re.compile(r"prepared data: ([0-9.]+) MB to each worker")
+_BLOCK = re.compile(r"block \d+/\d+: (\d+) configs on \S+ in ([0-9.]+) s")
 QUEUED = ["optimizer.lr=0.2,0.5", "model.l2=1e-3,2e-3"]  # 4 experiments
 EPOCH_ROWS = ("epoch of a single run", "one X@W + X^T G pass")
 TARGETS = {  # row -> (column, bound): the issue's goals
@@ -61,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         project = _copy_project(Path(args.project).resolve(), Path(tmp) / "project")
         rows.append(_timed("first dvc repro (cold)", ["dvc", "repro"], project))
+        if args.cluster_only:
+            print_table(pd.DataFrame([*rows, *_cluster_rows(project)]).drop(columns="output"),
+                        args.out)  # fmt: skip
+            return 0
         rows.append(_timed("dvc repro -f", ["dvc", "repro", "-f"], project))
         _set_yaml_key(project / "params/calibration/temperature.yaml", "t_max", "19.0")
         rows.append(_timed("change calibration.* only", ["dvc", "repro"], project))
@@ -73,13 +81,35 @@ def main(argv: list[str] | None = None) -> int:
         queued = [*sweep, "--queue", *(a for o in QUEUED for a in ("-S", o))]
         rows.append(_timed("queued DVC sweep", queued, project, configs=_grid_size(QUEUED)))
         rows += _epoch_rows(project)
+        if not args.quick:
+            rows += _cluster_rows(project)
     print_table(summarize(rows), args.out)
     return 0
 
 
+def _cluster_rows(project: Path) -> list[dict[str, Any]]:
+    """The 64-config grid on LocalClusters of 1 and 2 workers (one BLAS thread each).
+
+    Besides wall time (cluster start, shipping the data, logging included): the seconds the
+    workers spent per config (sum of block times / configs) and the megabytes shipped to each
+    worker, the figures the scaling model in docs/cluster.md starts from.
+    """
+    grid = [a for o in GRIDS["fast sweep, 64 configs"] for a in ("-S", o)]
+    rows = []
+    for workers in CLUSTER_WORKERS:
+        cmd = ["mnist-softmax", "sweep", "--cluster", f"local:{workers}", *grid]
+        row = _timed(f"cluster sweep, 64 configs, {workers} worker(s)", cmd, project, configs=64)
+        blocks = [(int(n), float(s)) for n, s in _BLOCK.findall(row["output"])]
+        row["worker s / config"] = sum(s for _, s in blocks) / sum(n for n, _ in blocks)
+        row["MB / worker"] = float(_SHIPPED.search(row["output"]).group(1))
+        rows.append(row)
+    rows[-1]["speedup vs 1 worker"] = rows[0]["wall s"] / rows[-1]["wall s"]
+    return rows
+
+
 def summarize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Add per-config time, the ratio to the queued sweep's per-config time and the targets."""
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).drop(columns="output")
     table["s / config"] = table["wall s"] / table["configs"]
     queued = table.loc[table["what"] == "queued DVC sweep", "s / config"]
     commands = ~table["what"].isin(EPOCH_ROWS)  # the epoch rows compare with each other only
@@ -110,17 +140,17 @@ def _timed(what: str, cmd: list[str], cwd: Path, configs: int = 1) -> dict[str, 
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
         if proc.returncode not in (0,):
-            out.seek(0)
-            raise SystemExit(
-                f"bench-sweep: {' '.join(cmd)} exited {proc.returncode}:\n{out.read()}"
-            )
+            raise SystemExit(f"bench-sweep: {' '.join(cmd)} exited {proc.returncode}:\n{output}")
     print(f"[bench-sweep] {what}: {seconds:.1f} s", file=sys.stderr)
     return {
         "what": what,
         "configs": configs,
         "wall s": seconds,
         "peak RSS MB": usage.ru_maxrss / 1024,
+        "output": output,
     }
 
 
@@ -147,8 +177,8 @@ def _epoch_rows(project: Path) -> list[dict[str, Any]]:
     epoch = json.loads((project / "reports" / "train.json").read_text())["seconds_per_epoch"]
     gemm = min(times)
     return [
-        {"what": EPOCH_ROWS[0], "configs": 1, "wall s": epoch, "peak RSS MB": np.nan},
-        {"what": EPOCH_ROWS[1], "configs": 1, "wall s": gemm, "peak RSS MB": np.nan},
+        {"what": EPOCH_ROWS[0], "configs": 1, "wall s": epoch, "peak RSS MB": np.nan, "output": ""},
+        {"what": EPOCH_ROWS[1], "configs": 1, "wall s": gemm, "peak RSS MB": np.nan, "output": ""},
     ]
 
 
@@ -202,7 +232,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--project", default=".", help="the project to copy (default: cwd)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="cores for the sweeps (2)")
-    parser.add_argument("--quick", action="store_true", help="skip the 64-config grid")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the 64-config grids (one process, cluster)"
+    )
+    parser.add_argument(
+        "--cluster-only", action="store_true",
+        help="only the 64-config grid on LocalClusters of 1 and 2 workers",
+    )  # fmt: skip
     parser.add_argument("--out", help="also write the markdown table to this file")
     return parser.parse_args(argv)
 

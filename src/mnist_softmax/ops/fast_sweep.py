@@ -27,8 +27,7 @@ import pandas as pd
 
 from mnist_softmax.atomic import read_json
 from mnist_softmax.config import CONFIG_DIR, Config, SGDConfig, compose, config_from_container
-from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
-from mnist_softmax.data.splits import Split, load_split, split_path
+from mnist_softmax.data.prepare import PreparedData, load_prepared
 from mnist_softmax.errors import ConfigError, TrainingDivergedError
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.temperature import calibrate
@@ -101,38 +100,24 @@ def compose_grid(grid: list[tuple[str, ...]], base: Config) -> list[Config]:
 
 
 @dataclass(frozen=True)
-class PreparedData:
-    """What every config of a sweep trains and is scored on: the workspace's prepared splits.
+class SweepData:
+    """What every config of a sweep reads: the prepared splits and the data report.
 
     One object, so a cluster ships it to each worker once (about 55 MB for MNIST) instead of
     once per block.
     """
 
-    train: Split
-    val: Split
-    test: Split
-    scaler: Scaler
+    prepared: PreparedData
     data_report: dict[str, Any]
 
     @property
     def nbytes(self) -> int:
-        """Bytes of array data, what shipping this to a worker costs (pickling adds ~1 KB)."""
-        splits = (self.train, self.val, self.test)
-        arrays = [
-            *(s.X for s in splits),
-            *(s.y for s in splits),
-            self.scaler.mean,
-            self.scaler.scale,
-        ]
-        return sum(a.nbytes for a in arrays)
+        return self.prepared.nbytes
 
 
-def load_prepared(base: Config) -> PreparedData:
-    """Read the prepared splits, scaler and data report that ``dvc repro preprocess`` wrote."""
-    prepared = base.paths.prepared_dir
-    train, val, test = (load_split(split_path(prepared, s)) for s in ("train", "val", "test"))
-    scaler = load_scaler(scaler_path(prepared))
-    return PreparedData(train, val, test, scaler, read_json(base.paths.data_report))
+def load_sweep_data(base: Config) -> SweepData:
+    """Read what ``dvc repro preprocess`` wrote for the workspace's config ``base``."""
+    return SweepData(load_prepared(base.paths.prepared_dir), read_json(base.paths.data_report))
 
 
 @dataclass(frozen=True)
@@ -159,13 +144,14 @@ def plan_sweep(overrides: list[str], base: Config) -> SweepPlan:
 
 
 def run_block(
-    data: PreparedData, grid: Sequence[tuple[str, ...]], cfgs: Sequence[Config], threads: int = 1
+    data: SweepData, grid: Sequence[tuple[str, ...]], cfgs: Sequence[Config], threads: int = 1
 ) -> list[ConfigOutcome]:
     """Train one stack of configs together, then calibrate and evaluate each: the unit of work.
 
     The in-process sweep runs one block per stack; a cluster runs smaller blocks on its workers.
     """
-    results = train_stacked(data.train, data.val, data.scaler, cfgs, threads)
+    prepared = data.prepared
+    results = train_stacked(prepared.train, prepared.val, prepared.scaler, cfgs, threads)
     return [
         _score(overrides, cfg, result, data)
         for overrides, cfg, result in zip(grid, cfgs, results, strict=True)
@@ -173,7 +159,7 @@ def run_block(
 
 
 def run_in_process(
-    plan: SweepPlan, data: PreparedData, threads: int = 1
+    plan: SweepPlan, data: SweepData, threads: int = 1
 ) -> Iterator[tuple[int, ConfigOutcome]]:
     """Run every stack in this process; yield (grid index, outcome) as each stack finishes."""
     for members in plan.stacks():
@@ -189,7 +175,7 @@ def run_fast_sweep(overrides: list[str], base: Config, threads: int = 1) -> list
     base : the workspace's config (``params.yaml``), whose prepared splits are up to date
     """
     plan = plan_sweep(overrides, base)
-    outcomes = dict(run_in_process(plan, load_prepared(base), threads))
+    outcomes = dict(run_in_process(plan, load_sweep_data(base), threads))
     return [outcomes[k] for k in range(len(plan.cfgs))]
 
 
@@ -197,14 +183,14 @@ def _score(
     overrides: tuple[str, ...],
     cfg: Config,
     result: TrainResult | TrainingDivergedError,
-    data: PreparedData,
+    data: SweepData,
 ) -> ConfigOutcome:
     """Calibrate and evaluate one trained config as the calibrate and evaluate stages do."""
     from mnist_softmax.tracking.run_record import merge_final_metrics
 
     if isinstance(result, TrainingDivergedError):
         return ConfigOutcome(overrides, cfg, {}, pd.DataFrame(), str(result))
-    model, ev_cfg, val, test = result.model, cfg.evaluation, data.val, data.test
+    model, ev_cfg, val, test = result.model, cfg.evaluation, data.prepared.val, data.prepared.test
     calibration = calibrate(
         model.logits(val.X), val.y, method=cfg.calibration.method, t_min=cfg.calibration.t_min,
         t_max=cfg.calibration.t_max, n_bins=ev_cfg.n_bins, binning=ev_cfg.binning,
@@ -253,7 +239,7 @@ def sweep_and_log(
 
     base = load_config()
     plan = plan_sweep(overrides, base)
-    data = load_prepared(base)
+    data = load_sweep_data(base)
     parent_params = {"sweep.overrides": " ".join(overrides), "sweep.size": str(len(plan.cfgs)),
                      "sweep.metric": metric}  # fmt: skip
     parent_tags: dict[str, str] = {}

@@ -14,6 +14,14 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mnist_softmax.config import TrackingConfig
 
 STORE_DIR = "mlflow"  # <repo>/mlflow: mlflow.db + artifacts/ (never an __init__.py there)
+# A server whose artifacts live in S3 makes MLflow 3 clients download them (and upload files
+# >= 500 MB) straight from/to the object store by presigned URL. Off by default here: every byte
+# goes through the tracking server, so a client needs to reach that server only
+# (scripts/tracking-server's object store listens on the server's loopback).
+DIRECT_TRANSFERS = (
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+    "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD",
+)
 
 
 @dataclass(frozen=True)
@@ -39,11 +47,15 @@ def resolve_store(tracking: TrackingConfig) -> Store:
     Credentials in the URI (``http://user:secret@host``) move to MLflow's own variables
     (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, which it sends as basic auth) and the URI
     keeps only the host: nothing MLflow prints or stores ("View run at ...") carries them.
+    A server's artifact transfers stay proxied unless the environment says otherwise
+    (``DIRECT_TRANSFERS``).
     """
     uri = strip_credentials(os.environ.get("MLFLOW_TRACKING_URI") or tracking.uri)
     if not uri:
         uri = f"sqlite:///{repo_root() / STORE_DIR / 'mlflow.db'}"
     if not uri.startswith("sqlite:///"):
+        for name in DIRECT_TRANSFERS:
+            os.environ.setdefault(name, "false")
         return Store(uri=uri, artifact_location=None)  # a server or file store decides
     db = Path(uri.removeprefix("sqlite:///"))
     return Store(uri=uri, artifact_location=str(db.parent / "artifacts"))

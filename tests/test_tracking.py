@@ -16,7 +16,7 @@ from tracking_fixtures import EXPERIMENT, REGISTERED, REPO, write_fake_outputs
 
 from mnist_softmax.config import TrackingConfig
 from mnist_softmax.tracking import run_record
-from mnist_softmax.tracking.store import Store, resolve_store
+from mnist_softmax.tracking.store import DIRECT_TRANSFERS, Store, resolve_store
 
 
 def test_flatten_params_dots_lists_and_long_values(tmp_path):
@@ -53,6 +53,21 @@ def test_resolve_store_env_wins_then_config_then_dvc_root(monkeypatch, tmp_path)
         TrackingConfig(uri="http://h:5000", experiment_name="e", registered_model="m")
     )
     assert store == Store("http://env:1", None)
+
+
+def test_a_tracking_server_proxies_artifact_transfers_unless_told_otherwise(monkeypatch):
+    names = ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD")
+    assert names == DIRECT_TRANSFERS
+    for name in names:
+        monkeypatch.setenv(name, "")  # restored (unset) after the test
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5050")
+    config = TrackingConfig(uri=None, experiment_name="e", registered_model="m")
+    resolve_store(config)
+    assert [os.environ[name] for name in names] == ["false", "false"]
+    monkeypatch.setenv(names[0], "true")  # a client that reaches the object store may opt in
+    resolve_store(config)
+    assert os.environ[names[0]] == "true"
 
 
 @pytest.mark.slow

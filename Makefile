@@ -92,8 +92,11 @@ explore: $(STAMP) ## the interactive softmax page on the trained model, http://1
 bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
 	$(BIN)/mnist-softmax bench-sweep $(ARGS)
 
-server-start: $(STAMP) ## start the team tracking server (PostgreSQL + MLflow basic-auth) on 127.0.0.1
+server-start: $(STAMP) ## start the team tracking server (S3 object server + PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start
+
+server-env: ## print the S3 variables DVC needs for the object server (eval its output)
+	@scripts/tracking-server s3-env
 
 server-stop: ## stop the team tracking server
 	scripts/tracking-server stop
@@ -116,4 +119,4 @@ sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep explore server-start server-stop server-status cluster-start cluster-stop cluster-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean

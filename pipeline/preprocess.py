@@ -19,6 +19,7 @@ PARAMS = (
     "data.split_seed",
     "data.scaling",
     "data.std_floor",
+    "data.deskew",
 )
 
 

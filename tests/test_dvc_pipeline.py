@@ -143,7 +143,11 @@ def test_metrics_match_the_committed_run_within_cross_machine_tolerance(repro):
 
 
 def test_retrain_scores_equal_the_evaluate_metrics(repro, monkeypatch):
-    """The retrain job scores a registered version with evaluate's formulas: same numbers."""
+    """The retrain job scores a registered version with evaluate's formulas: same numbers.
+
+    The registered pyfunc reads the raw test pixels and applies the model's own preprocessing
+    (deskewing, in the shipped config), as evaluate did: equal to 1e-6 (BLAS may sum in
+    another order in another process)."""
     from mnist_softmax.config import load_config
     from mnist_softmax.data.splits import load_split, split_path
     from mnist_softmax.tracking import registry
@@ -158,7 +162,7 @@ def test_retrain_scores_equal_the_evaluate_metrics(repro, monkeypatch):
     scores = registry.score_version(cfg.tracking.registered_model, "1", test, cfg)
     metrics = json.loads((path / "reports/metrics.json").read_text())["test"]
     for name, value in scores.items():
-        assert value == pytest.approx(metrics[name.removeprefix("test/")], abs=1e-9), name
+        assert value == pytest.approx(metrics[name.removeprefix("test/")], abs=1e-6), name
 
 
 def test_noop_repro_runs_nothing(repro):

@@ -7,6 +7,7 @@ import pytest
 from conftest import REPO
 
 from mnist_softmax.config import compose, config_from_container
+from mnist_softmax.data.deskew import deskew
 from mnist_softmax.data.download import fetch_dataset
 from mnist_softmax.data.prepare import data_report, prepare, split_train_val
 from mnist_softmax.data.scaler import Scaler
@@ -32,8 +33,10 @@ def test_prepare_real_mnist(raw_dir, cfg):
     share_train = np.bincount(prepared.train.y) / len(prepared.train)
     share_val = np.bincount(prepared.val.y) / len(prepared.val)
     assert np.abs(share_train - share_val).max() < 0.002
-    # the scaler comes from the train split only
-    np.testing.assert_allclose(prepared.scaler.mean, prepared.train.X.mean(axis=0))
+    # the scaler comes from the train split only, deskewed (the shipped data.deskew)
+    assert cfg.data.deskew and prepared.scaler.deskew_shape == (28, 28)
+    deskewed = deskew(prepared.train.X, (28, 28))
+    np.testing.assert_allclose(prepared.scaler.mean, deskewed.mean(axis=0, dtype=np.float64))
     report = data_report(prepared, cfg.data.class_names)
     assert report["size"] == {"train": 55000, "val": 5000, "test": 10000}
     assert sum(report["counts"]["test"].values()) == 10000

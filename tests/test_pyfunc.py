@@ -87,9 +87,28 @@ def test_served_features_equal_the_features_training_builds(served, images):
     """One scaling: the pyfunc builds from raw pixels the very features training fed the weights."""
     pyfunc, model, _ = served
     served_model = pyfunc.unwrap_python_model().model
+    assert served_model.scaler.deskew_shape == (28, 28)  # the served model deskews
     trained_on = model.scaler.transform(images, model.W.dtype)  # what training.train() does
     np.testing.assert_array_equal(served_model.features(images), trained_on)
     np.testing.assert_array_equal(served_model.features(images.reshape(-1, 28, 28)), trained_on)
+
+
+def test_a_model_without_deskewing_still_serves_raw_pixel_features(logged_runs, images):
+    import mlflow
+
+    cfg, logged, root = logged_runs[0.05]
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/{logged.model_version}")
+    model = load_model(root / cfg.paths.model)
+    served_model = pyfunc.unwrap_python_model().model
+    assert model.scaler.deskew_shape is None and served_model.scaler.deskew_shape is None
+    raw = (images - model.scaler.mean) / model.scaler.scale
+    np.testing.assert_allclose(served_model.features(images), raw, rtol=1e-5, atol=1e-5)
+    proba = pyfunc.predict(images).drop(columns="label").to_numpy()
+    temperature = load_temperature(root / cfg.paths.calibration)
+    np.testing.assert_allclose(
+        proba, model.predict_proba(images, temperature), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize(

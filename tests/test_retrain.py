@@ -120,7 +120,9 @@ def first_job_picks_the_workspace_model_not_the_newest_version(path, env):
 
 
 def overlapping_job_is_locked_out_and_worse_challenger_kept(path, env):
-    first = start_retrain(path, env, "-S", "optimizer.epochs=1", "-S", "optimizer.lr=0.001")
+    # a raw-pixel challenger against the deskewed champion: each scored through its own pyfunc
+    worse = ("-S", "optimizer.epochs=1", "-S", "optimizer.lr=0.001", "-S", "data.deskew=false")
+    first = start_retrain(path, env, *worse)
     wait_for_line(first, "running: dvc")  # holds the lock from here on
     reports = len(list((path / "reports" / "retrain").glob("*.json")))
     second = retrain(path, env)
@@ -133,9 +135,13 @@ def overlapping_job_is_locked_out_and_worse_challenger_kept(path, env):
     assert champion(path) == "1"
     version = client(path).get_model_version(NAME, "3")
     assert version.tags["retrain.decision"] == "kept"
-    assert "test/acc" in version.tags["retrain.reasons"]
-    assert client(path).get_run(version.run_id).data.tags["retrain.decision"] == "kept"
     report = last_report(path)
+    evaluated = client(path).get_run(version.run_id).data  # its evaluate stage, raw pixels
+    assert evaluated.params["data.deskew"] == "False"
+    scored = report["metrics"]["challenger"]["test/acc"]
+    assert scored == pytest.approx(evaluated.metrics["test/acc"], abs=1e-6)
+    assert "test/acc" in version.tags["retrain.reasons"]
+    assert evaluated.tags["retrain.decision"] == "kept"
     assert report["metrics"]["challenger"]["test/acc"] < report["metrics"]["champion"]["test/acc"]
     assert history(path, env)[0][1:3] == ["kept", "3"]
 

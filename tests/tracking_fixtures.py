@@ -64,7 +64,8 @@ def write_fake_outputs(root: Path, store_uri: str, lr: float = 0.1, epochs: int 
         for path in vars(paths).values():
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(paths.figures_dir).mkdir(parents=True, exist_ok=True)
-        save_model(paths.model, fake_model(seed=int(lr * 1000)))
+        # the lr=0.1 model deskews (as the shipped config does), the lr=0.05 one reads raw pixels
+        save_model(paths.model, fake_model(seed=int(lr * 1000), deskew=lr == 0.1))
         temperature = 1.0 + lr
         Path(paths.calibration).write_text(
             json.dumps({"method": "temperature", "temperature": temperature})
@@ -81,14 +82,15 @@ def write_fake_outputs(root: Path, store_uri: str, lr: float = 0.1, epochs: int 
     return cfg
 
 
-def fake_model(seed: int = 0, n_classes: int = 10) -> SoftmaxModel:
+def fake_model(seed: int = 0, n_classes: int = 10, deskew: bool = False) -> SoftmaxModel:
     """Return a float32 model with random weights and a plausible pixel scaler."""
     rng = np.random.default_rng(seed)
+    deskew_shape = (28, 28) if deskew else None
     return SoftmaxModel(
         W=rng.normal(0, 0.05, (784, n_classes)).astype(np.float32),
         b=rng.normal(0, 0.1, n_classes).astype(np.float32),
         class_names=np.array([str(i) for i in range(n_classes)]),
-        scaler=Scaler(mean=rng.uniform(0, 120, 784), scale=rng.uniform(20, 100, 784)),
+        scaler=Scaler(rng.uniform(0, 120, 784), rng.uniform(20, 100, 784), deskew_shape),
         image_shape=np.array([28, 28]),
         config_hash="0123456789abcdef",
     )

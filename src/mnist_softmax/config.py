@@ -90,6 +90,7 @@ class DataConfig:
     split_seed: int = MISSING
     scaling: str = MISSING
     std_floor: float = MISSING
+    deskew: bool = MISSING
     timeout_s: float = MISSING
     retries: int = MISSING
     backoff_s: float = MISSING

@@ -87,7 +87,9 @@ def prepare(
     pool = training_pool(load_raw(raw_dir, data, "train"), batches or [])
     train, val = split_train_val(pool, data.val_size, data.split_seed)
     test = load_raw(raw_dir, data, "test")
-    return PreparedData(train, val, test, Scaler.fit(train.X, data.scaling, data.std_floor))
+    deskew_shape = (data.image_shape[0], data.image_shape[1]) if data.deskew else None
+    scaler = Scaler.fit(train.X, data.scaling, data.std_floor, deskew_shape)
+    return PreparedData(train, val, test, scaler)
 
 
 def class_counts(prepared: PreparedData, class_names: list[str]) -> pd.DataFrame:

@@ -4,7 +4,8 @@
 after train, the MLflow pyfunc and ``mnist-softmax predict`` read. The model carries its scaler,
 so it predicts from raw pixels exactly as training saw them (:meth:`Scaler.transform`), and
 its output kind (``softmax`` or ``sparsemax``), so every reader turns logits into the same
-probabilities. A file written before output kinds existed holds no ``output`` and is softmax.
+probabilities. A file written before output kinds existed holds no ``output`` and is softmax;
+one written before deskewing existed holds no ``scaler_deskew_shape`` and reads raw pixels.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_softmax.atomic import load_stage_npz, save_npz
-from mnist_softmax.data.scaler import Scaler
+from mnist_softmax.data.scaler import Scaler, scaler_arrays, scaler_from_arrays
 from mnist_softmax.errors import DataError
 from mnist_softmax.model.numerics import predict_logits
 from mnist_softmax.model.outputs import OUTPUTS, probabilities
@@ -68,8 +69,7 @@ def save_model(path: str | Path, model: SoftmaxModel) -> None:
         W=model.W,
         b=model.b,
         class_names=model.class_names,
-        scaler_mean=model.scaler.mean,
-        scaler_scale=model.scaler.scale,
+        **scaler_arrays(model.scaler, prefix="scaler_"),
         image_shape=model.image_shape,
         config_hash=np.array(model.config_hash),
         output=np.array(model.output),
@@ -88,7 +88,7 @@ def load_model(path: str | Path) -> SoftmaxModel:
         W=arrays["W"],
         b=arrays["b"],
         class_names=arrays["class_names"],
-        scaler=Scaler(mean=arrays["scaler_mean"], scale=arrays["scaler_scale"]),
+        scaler=scaler_from_arrays(arrays, prefix="scaler_"),
         image_shape=arrays["image_shape"],
         config_hash=str(arrays["config_hash"]),
         output=_output_kind(path, arrays),
@@ -118,5 +118,10 @@ def _check_shapes(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise DataError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
+    deskew_shape = arrays.get("scaler_deskew_shape", np.array([], np.int64))
+    if deskew_shape.size and tuple(deskew_shape) != tuple(arrays["image_shape"]):
+        raise DataError(
+            f"{path}: deskews {deskew_shape} images, image_shape is {arrays['image_shape']}"
+        )
     if int(np.prod(arrays["image_shape"])) != n_features:
         raise DataError(f"{path}: image_shape {arrays['image_shape']} != {n_features} features")

@@ -9,6 +9,11 @@ its peak RSS is its own. Test NLL, Brier and the support size (classes with p > 
 come from :func:`~mnist_softmax.evaluation.evaluate.score_logits` with each model's output kind
 (scikit-learn's multinomial model is softmax), so a sparsemax model's sparsity shows beside its
 accuracy; its NLL is ``inf`` once a test image gives its true class p = 0.
+
+Both preprocessings are measured in the same run: the C grid and the project's configs use the
+configured one (``data.deskew``, deskewed pixels by default); the reference C and the default
+config are fitted on the other one too (the scaler refitted on those pixels), so the ``pixels``
+column shows what deskewing buys each learner side by side.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_softmax.config import compose, config_from_container
-from mnist_softmax.data.scaler import load_scaler, scaler_path
+from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
 from mnist_softmax.data.splits import Split, load_split, split_path
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append({"kind": "sklearn", "C": REFERENCE_C, "full": True})
     labels = ["default (optimizer=sgd)"] if args.quick else list(PROJECT_CONFIGS)
     jobs += [{"kind": "project", "label": k, "overrides": PROJECT_CONFIGS[k]} for k in labels]
+    # the other preprocessing, side by side: the reference C and the default config
+    jobs += [{**job, "other_pixels": True} for job in (jobs[grid.index(REFERENCE_C)],
+             {"kind": "project", "label": labels[0], "overrides": []})]  # fmt: skip
     prepared = args.prepared_dir or _default_prepared(args.params, args.overrides)
     common = {"params": str(args.params.resolve()), "limit": args.limit, "prepared": prepared}
     results = []
@@ -75,7 +83,9 @@ def print_table(table: pd.DataFrame, out: str | None) -> None:
 def summarize(results: list[dict[str, Any]]) -> pd.DataFrame:
     """Mark the sklearn fit with the best validation accuracy as baseline; add time ratios."""
     table = pd.DataFrame(results)
-    grid = table[table["config"].str.startswith("sklearn") & ~table["config"].str.contains("60k")]
+    configured = table["pixels"] == table["pixels"].iloc[0]  # the first row is the C grid's
+    sklearn = table["config"].str.startswith("sklearn") & ~table["config"].str.contains("60k")
+    grid = table[sklearn & configured]
     base = grid["val acc"].idxmax()
     table.loc[base, "config"] += " [baseline]"
     table["time / baseline"] = table["fit s"] / table.loc[base, "fit s"]
@@ -86,6 +96,8 @@ def summarize(results: list[dict[str, Any]]) -> pd.DataFrame:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Fit one configuration and return its row of the table (runs in a worker process)."""
     train, val, test, scaler = _load(job["prepared"], job["limit"])
+    if job.get("other_pixels"):
+        scaler = _other_pixels(scaler, train, job)
     if job["kind"] == "sklearn":
         from sklearn.linear_model import LogisticRegression
 
@@ -123,9 +135,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "config": label,
+        "pixels": "deskewed" if scaler.deskew_shape else "raw",
         "val acc": accuracy(logits["val"], val.y),
         "test acc": accuracy(logits["test"], test.y),
         "test NLL": scores.values["nll"],
+        "test ECE": scores.values["ece"],
         "test Brier": scores.values["brier"],
         "support": scores.values["support"],
         "fit s": seconds,
@@ -137,6 +151,13 @@ def _run_isolated(job: dict[str, Any]) -> dict[str, Any]:
     """Run ``job`` in a fresh spawned process: its ru_maxrss is that fit's own peak."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(run_job, (job,))
+
+
+def _other_pixels(scaler: Scaler, train: Split, job: dict[str, Any]) -> Scaler:
+    """The scaler refitted on the training pixels with deskewing switched the other way."""
+    data = config_from_container(compose(job["params"], job["overrides"])).data
+    shape = None if scaler.deskew_shape else (data.image_shape[0], data.image_shape[1])
+    return Scaler.fit(train.X, data.scaling, data.std_floor, shape)
 
 
 def _load(prepared: str, limit: int | None) -> tuple[Split, Split, Split, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_softmax.data.deskew import deskew
 from mnist_softmax.data.digit_image import normalize_digit
 from mnist_softmax.explorer.inputs import MAX_BODY_BYTES
 from mnist_softmax.explorer.regions import line_data, plane_data, plane_regions, split_theta
@@ -249,6 +250,9 @@ def test_predict_pixels_gives_the_models_calibrated_probabilities(client, model,
         hits += r["label"] == str(test.y[i])
         total = np.sum(r["contribution"]) + r["bias"]  # the logit, pixel by pixel
         assert total == pytest.approx(r["logits"][r["index"]], abs=1e-3)
+        # what the model reads: the deskewed digit, drawn on the page instead of the raw one
+        np.testing.assert_allclose(r["seen"], deskew(test.X[i : i + 1], (28, 28))[0], atol=0.01)
+        assert r["pixels"] == test.X[i].tolist()
     assert hits >= 16
     hot = ok(client.post("/api/predict", json={"pixels": test.X[0].tolist(), "t": 5}))
     np.testing.assert_allclose(hot["p"], model.predict_proba(test.X[:1], 5.0)[0], rtol=1e-12)

@@ -59,16 +59,22 @@ class Scaler:
             return cls(mean, np.maximum(std, std_floor), deskew_shape)
         raise ValueError(f"unknown scaling {method!r} (allowed: {SCALINGS})")
 
+    def pixels(self, X: np.ndarray) -> np.ndarray:
+        """Return the pixels the weights read before scaling: deskewed if this model deskews.
+
+        X : raw pixels of shape (n_samples, n_features); the result has the same shape.
+        """
+        if self.deskew_shape is None:
+            return np.asarray(X)
+        return deskew(X, self.deskew_shape)
+
     def transform(self, X: np.ndarray, dtype: str | np.dtype = np.float32) -> np.ndarray:
         """Return scaled features of shape (n_samples, n_features) in ``dtype``.
 
         X : raw pixels of shape (n_samples, n_features), any numeric dtype
         """
         dtype = np.dtype(dtype)
-        if self.deskew_shape is not None:
-            out = deskew(X, self.deskew_shape).astype(dtype, copy=False)
-        else:
-            out = np.asarray(X).astype(dtype)
+        out = self.pixels(X).astype(dtype)  # a copy: the scaling below works in place
         out -= self.mean.astype(dtype)
         out /= self.scale.astype(dtype)
         return out

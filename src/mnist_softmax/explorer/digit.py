@@ -49,6 +49,9 @@ class DigitModel:
     def explain(self, pixels: np.ndarray, temperature: float | None) -> dict[str, Any]:
         """Return probabilities, prediction, template and contributions for one image.
 
+        ``seen`` is the image as the weights read it (deskewed, if the model deskews): the
+        contributions are per pixel of ``seen``, not of the raw ``pixels``.
+
         pixels : ndarray of shape (n_pixels,), uint8, MNIST-style (light ink on dark);
         temperature : None for the model's fitted one.
         """
@@ -66,6 +69,7 @@ class DigitModel:
             "t": t,
             "logits": z[0].astype(np.float64).tolist(),
             "pixels": pixels.tolist(),
+            "seen": self.model.scaler.pixels(pixels[None, :])[0].round(2).tolist(),
             "template": template.round(5).tolist(),
             "contribution": contribution.round(5).tolist(),
             "bias": float(self.model.b[k]),

@@ -311,7 +311,7 @@ async function dgPredict(payload) {
   if (!r) return;
   dg.pixels = r.pixels;
   drawBars($("dg-bars"), dg.names, r.p, r.index);
-  paint28($("dg-input"), r.pixels, false);
+  paint28($("dg-input"), r.seen || r.pixels, false);  // deskewed, if the model deskews
   paint28($("dg-template"), r.template, true);
   paint28($("dg-contrib"), r.contribution, true);
   $("dg-template-cap").textContent = `template W[:, ${r.label}]`;

@@ -144,3 +144,27 @@ def test_evaluate_tables() -> None:
 def test_evaluate_refuses_an_empty_test_split() -> None:
     with pytest.raises(DataError, match="empty"):
         evaluate(np.zeros((0, 10)), np.zeros(0, int), 1.0, NAMES, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_brier_confusion_and_per_class_equal_sklearn_bit_for_bit(seed) -> None:
+    """The numpy forms the stages use (no scikit-learn import) give sklearn's exact numbers."""
+    from sklearn.metrics import (
+        brier_score_loss,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
+    from mnist_softmax.evaluation.evaluate import confusion_counts, per_class_scores
+    from mnist_softmax.evaluation.reliability import brier_score
+
+    z, y = _logits(n=700, seed=seed)
+    z[:, 9] -= 50  # class 9 is never predicted: the zero-division branch of precision
+    proba, pred = softmax(z), z.argmax(axis=1)
+    assert brier_score(proba, y) == brier_score_loss(y, proba, labels=np.arange(10))
+    confusion = confusion_counts(y, pred, 10)
+    assert np.array_equal(confusion, confusion_matrix(y, pred, labels=np.arange(10)))
+    expected = precision_recall_fscore_support(y, pred, labels=np.arange(10), zero_division=0)
+    for got, want in zip(per_class_scores(confusion), expected, strict=True):
+        assert np.array_equal(got, want)
+    assert per_class_scores(confusion)[0][9] == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import numpy as np
@@ -102,3 +103,21 @@ def test_epoch_train_metrics_track_full_pass():
     full = forward_backward(last.W, last.b, X, y, 0.0).loss
     assert last.train_nll == pytest.approx(full, rel=0.05)
     assert last.lr == pytest.approx(learning_rate(sgd(epochs=10, lr=0.02), 9))
+
+
+def test_a_config_view_trains_the_same_weights_read_once():
+    """fit_sgd reads a stage's checked config view once (plain_config), bit for bit alike."""
+    from mnist_softmax.model.sgd import plain_config
+    from mnist_softmax.scoped_config import ScopedConfig
+
+    cfg = sgd(epochs=3, batch_size=50)
+    view = ScopedConfig(cfg, ("lr",), "test")  # lr alone: the other fields are undeclared
+    with pytest.raises(Exception, match="not among its params"):
+        plain_config(view)
+    view = ScopedConfig(cfg, tuple(f.name for f in dataclasses.fields(cfg)), "test")
+    plain = plain_config(view)
+    assert type(plain) is type(cfg) and plain == cfg
+    X, y = _blobs()
+    a = _fit(cfg, X=X, y=y)[-1]
+    b = _fit(view, X=X, y=y)[-1]
+    assert np.array_equal(a.W, b.W) and np.array_equal(a.b, b.b)

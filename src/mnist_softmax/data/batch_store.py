@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from sklearn.model_selection import train_test_split
 
 from mnist_softmax.atomic import atomic_open, load_stage_npz, save_npz
 from mnist_softmax.data.splits import Split
@@ -109,6 +108,9 @@ def held_out_mask(y: np.ndarray, share: float, seed: int) -> np.ndarray:
     n_held = max(1, round(share * len(y)))
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 and n_held >= len(counts[counts > 0]) else None
+    # imported here: the stages that only read batches (evaluate, log) need not pay ~1 s for it
+    from sklearn.model_selection import train_test_split
+
     _, held = train_test_split(
         np.arange(len(y)), test_size=n_held, random_state=seed, stratify=stratify
     )

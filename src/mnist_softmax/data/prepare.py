@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from mnist_softmax.config import DataConfig
 from mnist_softmax.data.batch_store import AcceptedBatch
@@ -22,6 +21,9 @@ from mnist_softmax.data.idx import check_images_labels, read_idx
 from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
 from mnist_softmax.data.splits import SPLITS, Split, concat_splits, load_split, split_path
 from mnist_softmax.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ def split_train_val(full: Split, val_size: int, seed: int) -> tuple[Split, Split
     counts = np.bincount(full.y)
     if counts[counts > 0].min() < 2:
         raise DataError("every class needs at least 2 training images for a stratified split")
+    # imported here: ingest reads raw files through this module without splitting (~1 s)
+    from sklearn.model_selection import train_test_split
+
     idx_train, idx_val = train_test_split(
         np.arange(len(full)), test_size=val_size, random_state=seed, stratify=full.y
     )
@@ -94,6 +99,8 @@ def prepare(
 
 def class_counts(prepared: PreparedData, class_names: list[str]) -> pd.DataFrame:
     """Return a (class x split) table of image counts, the data report's content."""
+    import pandas as pd  # here: ingest reads raw files through this module without it
+
     splits = {"train": prepared.train, "val": prepared.val, "test": prepared.test}
     table = {
         name: np.bincount(split.y, minlength=len(class_names)) for name, split in splits.items()

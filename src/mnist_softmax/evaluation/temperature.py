@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from mnist_softmax.atomic import read_json
 from mnist_softmax.errors import DataError
@@ -128,6 +127,9 @@ def fit_temperature(
         grid = np.linspace(lo, hi, _GRID)
         best = int(np.argmin([criterion(z, y, output, math.exp(g)) for g in grid]))
         lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, _GRID - 1)]
+    # imported here: evaluate, log and serving only read T (scipy.optimize costs ~0.2-0.4 s)
+    from scipy.optimize import minimize_scalar
+
     result = minimize_scalar(
         lambda log_t: criterion(z, y, output, math.exp(log_t)),
         bounds=(lo, hi),

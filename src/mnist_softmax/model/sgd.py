@@ -13,6 +13,7 @@ a shared 2-core machine two BLAS threads measured 0.05-0.46 s per epoch against 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -70,7 +71,17 @@ def fit_sgd(
     W = np.zeros((X.shape[1], n_classes), dtype=X.dtype)
     b = np.zeros(n_classes, dtype=X.dtype)
     with threadpool_limits(limits=1, user_api="blas"):
-        _run_epochs(X, y, W, b, cfg, l2, rng, on_epoch, output)
+        _run_epochs(X, y, W, b, plain_config(cfg), l2, rng, on_epoch, output)
+
+
+def plain_config(cfg: SGDConfig) -> SGDConfig:
+    """Return ``cfg`` as a plain :class:`SGDConfig`, every field read once.
+
+    A stage hands its optimizer config over as a checked view (:mod:`mnist_softmax.scoped_config`)
+    whose attribute reads cost microseconds each; the schedule reads four of them per batch,
+    which made 0.02 s of a 0.09 s epoch.
+    """
+    return SGDConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(SGDConfig)})
 
 
 def _run_epochs(

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        project = _copy_project(Path(args.project).resolve(), Path(tmp) / "project")
+        project = copy_project(Path(args.project).resolve(), Path(tmp) / "project")
         rows.append(_timed("first dvc repro (cold)", ["dvc", "repro"], project))
         if args.cluster_only:
             print_table(pd.DataFrame([*rows, *_cluster_rows(project)]).drop(columns="output"),
@@ -182,7 +182,7 @@ def _epoch_rows(project: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _copy_project(src: Path, dest: Path) -> Path:
+def copy_project(src: Path, dest: Path) -> Path:
     """A fresh git repository holding the project's files (outputs are rebuilt by dvc repro)."""
     for name in PROJECT_FILES:
         if (src / name).is_dir():

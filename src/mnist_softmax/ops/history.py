@@ -18,6 +18,30 @@ COLUMNS = ["started", "decision", "challenger", "champion_before", "champion_aft
            "new_acc", "new_batches", "champion_batches", "why"]  # fmt: skip
 
 
+RUNNING, KILLED = "running", "killed"  # a start record; a job found dead with its start record
+
+
+def mark_killed_jobs(report_dir: Path = REPORT_DIR) -> list[str]:
+    """Turn every start record still ``running`` into ``killed``; return those jobs' ids.
+
+    Call with the job lock held: the lock outlives every process of a job (its keeper holds
+    it), so a job that still says ``running`` then died without writing its report.
+    """
+    from mnist_softmax.atomic import write_json
+
+    killed = []
+    for path in sorted(report_dir.glob("*.json")):
+        report = json.loads(path.read_text())
+        if report.get("decision") != RUNNING:
+            continue
+        report["decision"] = KILLED
+        report["reasons"] = ["the job died without a word (SIGKILL, the OOM killer or a power "
+                             "loss): its start record was all it wrote"]  # fmt: skip
+        write_json(path, report)
+        killed.append(report["retrain_id"])
+    return killed
+
+
 def decisions(n: int, report_dir: Path = REPORT_DIR) -> pd.DataFrame:
     """Return the last ``n`` retrain reports as a table, newest first."""
     rows = []

@@ -6,12 +6,17 @@ with its holder). Within :class:`Interruptible`, the first signal is forwarded t
 and every process below it (DVC and its stage), the job waits for them, then raises
 :class:`JobInterrupted`; with no child running, the signal raises at once. Further signals
 are ignored until the block ends, so the job can still write its report.
+
+Each command runs under a keeper (:mod:`.keeper`), in a session of its own, holding
+``keep_fds`` (the job lock): if the job is killed outright, the keeper stops the pipeline and
+releases the lock last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +25,7 @@ from types import FrameType
 import psutil
 
 from mnist_softmax.errors import PipelineError
+from mnist_softmax.ops import keeper
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ class Interruptible:
     """A block in which SIGTERM/SIGINT end the job cleanly (see the module docstring)."""
 
     def __init__(self) -> None:
+        self.keep_fds: tuple[int, ...] = ()  # descriptors the pipeline's keeper holds (the lock)
         self.signum: int | None = None
         self._child: subprocess.Popen | None = None
         self._stopping: list[psutil.Process] = []
@@ -73,7 +80,10 @@ class Interruptible:
     def run(self, cmd: list[str], env: dict[str, str]) -> int:
         """Run ``cmd`` (its stdout to our stderr); on a signal, stop it and everything below."""
         self.check()
-        self._child = subprocess.Popen(cmd, env=env, stdout=sys.stderr)
+        self._child = subprocess.Popen(
+            keeper.command(os.getpid(), cmd), env=env, stdout=sys.stderr,
+            pass_fds=self.keep_fds, start_new_session=True,
+        )  # fmt: skip
         try:
             code = self._child.wait()
         finally:

@@ -1,7 +1,9 @@
 """An exclusive, non-blocking job lock: two scheduled retrains never overlap.
 
 ``flock`` locks belong to the open file, so the kernel releases them when the holder dies, even
-by SIGKILL: a crashed job never leaves a stale lock behind (unlike a pid file).
+by SIGKILL: a crashed job never leaves a stale lock behind (unlike a pid file). The block gets
+the descriptor: a job hands it to the keeper of its pipeline (:mod:`.keeper`), so the lock is
+released only when the job's last process is gone, not when the job itself dies.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class LockBusyError(PipelineError):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` for the block, or raise LockBusyError at once."""
+def exclusive_lock(path: str | Path) -> Iterator[int]:
+    """Hold an exclusive flock on ``path`` for the block (yields its descriptor), or raise
+    LockBusyError at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -37,6 +40,6 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        yield fd
     finally:
         os.close(fd)

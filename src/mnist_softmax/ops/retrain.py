@@ -26,7 +26,7 @@ from mnist_softmax.data.splits import load_split, split_path
 from mnist_softmax.errors import ConfigError, PipelineError
 from mnist_softmax.ops import new_batches
 from mnist_softmax.ops.champion_rule import Decision, decide
-from mnist_softmax.ops.history import REPORT_DIR
+from mnist_softmax.ops.history import REPORT_DIR, RUNNING, mark_killed_jobs
 from mnist_softmax.ops.ingest import InboxState
 from mnist_softmax.ops.interrupt import Interruptible, JobInterrupted
 from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
@@ -62,6 +62,10 @@ class RetrainReport:
     drift_report: list[str] = field(default_factory=list)  # JSON and PNG
     champion_batches: list[str] = field(default_factory=list)  # the champion_after's
     seconds: float = 0.0
+    champion_known: bool = False  # champion_before was read (a report always names it)
+    pipeline_started: bool = False  # the job ran the training pipeline: it may have a version
+    killed_jobs: list[str] = field(default_factory=list)  # jobs found dead, ids
+    cleaned: list[str] = field(default_factory=list)  # what this job cleaned up after them
 
     @property
     def stem(self) -> str:
@@ -162,6 +166,9 @@ def _retrain(
     # the pipeline runs, move_champion sees the difference and refuses to overwrite it.
     champion = registry.alias_version(client, name)
     report.champion_before = report.champion_after = champion
+    report.champion_known = True
+    _write_start_record(report)  # now naming the champion, should the job die from here on
+    _clean_after_killed_jobs(cfg, client, report)
     verify_upstream(cfg)
     guard.check()
     found = _ingest(cfg, client, champion, report, guard)
@@ -170,6 +177,7 @@ def _retrain(
                                                               report.stem)  # fmt: skip
         report.drift_report = [str(p) for p in paths]
     guard.check()
+    report.pipeline_started = True
     run_pipeline(pipeline_commands(overrides, force), report.retrain_id, guard)
     run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
     if run is not None:
@@ -204,6 +212,26 @@ def _retrain(
         report.champion_batches = registry.trained_batches(client, name, report.challenger)
     report.decision = decision.label
     return decision
+
+
+def _write_start_record(report: RetrainReport) -> None:
+    """Write the report as ``running``: the next job turns it into ``killed`` if this job dies
+    without writing the real one (the real report replaces it, same file)."""
+    write_json(REPORT_DIR / f"{report.stem}.json", {**asdict(report), "decision": RUNNING})
+
+
+def _clean_after_killed_jobs(cfg: Config, client, report: RetrainReport) -> None:
+    """Tag the versions killed jobs registered ``abandoned`` (never champion); report it."""
+    from mnist_softmax.tracking import registry
+
+    for job in report.killed_jobs:
+        report.cleaned.append(f"job {job[:8]} died without a word: recorded as killed")
+        for version in registry.abandon_versions(
+            client, cfg.tracking.registered_model, cfg.tracking.experiment_name, job
+        ):
+            report.cleaned.append(f"v{version}, registered by job {job[:8]}: abandoned")
+    for line in report.cleaned:
+        log.warning("%s", line)
 
 
 def _ingest(cfg: Config, client, champion: str | None, report: RetrainReport, guard):
@@ -248,6 +276,11 @@ def _record(cfg: Config | None, report: RetrainReport) -> Path:
     tracking server may be the very thing that failed.
     """
     report.reasons = [redact_text(r) for r in report.reasons]
+    if cfg is not None and (not report.champion_known or report.challenger is None):
+        try:
+            _find_what_the_job_left(cfg, report)
+        except Exception as exc:
+            log.warning("champion and versions not looked up: %s", redact_text(str(exc))[:200])
     path = REPORT_DIR / f"{report.stem}.json"
     write_json(path, asdict(report))
     if report.challenger is not None and cfg is not None:
@@ -258,12 +291,29 @@ def _record(cfg: Config | None, report: RetrainReport) -> Path:
     return path
 
 
+def _find_what_the_job_left(cfg: Config, report: RetrainReport) -> None:
+    """A job stopped early: name the champion (it cannot have moved: the job never got that
+    far), and the version its pipeline registered, if any, so it is tagged as never judged."""
+    from mnist_softmax.tracking import registry
+
+    client = registry.client_for(cfg.tracking)
+    name = cfg.tracking.registered_model
+    if not report.champion_known and report.decision != "conflict":
+        report.champion_before = report.champion_after = registry.alias_version(client, name)
+        report.champion_known = True
+    if report.pipeline_started and report.challenger is None:
+        run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
+        if run is not None:
+            versions = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+            report.challenger = next((str(v.version) for v in versions if v.name == name), None)
+
+
 def _tag_decision(cfg: Config, report: RetrainReport) -> None:
     from mnist_softmax.tracking import registry
 
     client = registry.client_for(cfg.tracking)
     name = cfg.tracking.registered_model
-    tags = {"retrain.decision": report.decision, "retrain.reasons": "; ".join(report.reasons)}
+    tags = {registry.TAG_DECISION: report.decision, "retrain.reasons": "; ".join(report.reasons)}
     tags["retrain.champion_before"] = str(report.champion_before)
     tags["retrain.new_batches"] = ",".join(report.new_batches)
     run_id = client.get_model_version(name, report.challenger).run_id
@@ -302,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     with Interruptible() as guard:
         try:
             cfg = job_config(args.overrides)  # bad config: exit 2, before the lock
-            with exclusive_lock(LOCK_FILE):
+            with exclusive_lock(LOCK_FILE) as lock_fd:
+                guard.keep_fds = (lock_fd,)  # the pipeline's keeper holds the lock too
+                report.killed_jobs = mark_killed_jobs()  # with the lock: those jobs are gone
+                _write_start_record(report)
                 retrain(cfg, report, args.overrides, args.force, guard)
         except LockBusyError as exc:  # another job runs: this one did nothing to record
             log.error("error: %s", exc)

@@ -166,8 +166,41 @@ def score_served(served, test: Split, cfg: Config) -> dict[str, float]:
     return {metric: scores[name] for metric, name in names.items() if name in scores}
 
 
+# decisions of a retrain job that never judged its version: it can never become champion
+UNJUDGED = ("abandoned", "interrupted", "failed")
+TAG_DECISION = "retrain.decision"
+
+
+def abandon_versions(
+    client: MlflowClient, name: str, experiment: str, retrain_id: str
+) -> list[str]:
+    """Tag the versions a dead retrain job registered ``abandoned``; return them.
+
+    The job died before it decided about them (the log stage may even have registered one in
+    the moment the job was killed), so nobody vouches for them.
+    """
+    run = run_of_retrain(client, experiment, retrain_id)
+    if run is None:
+        return []
+    versions = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    found = [str(v.version) for v in versions if v.name == name]
+    for version in found:
+        client.set_model_version_tag(name, version, TAG_DECISION, "abandoned")
+    client.set_tag(run.info.run_id, TAG_DECISION, "abandoned")
+    return found
+
+
 def move_champion(client: MlflowClient, name: str, new: str, expected: str | None) -> None:
-    """Point ``champion`` at ``new`` (and ``previous`` at the old one) if nobody moved it."""
+    """Point ``champion`` at ``new`` (and ``previous`` at the old one) if nobody moved it.
+
+    A version whose retrain job never judged it (:data:`UNJUDGED`) is refused.
+    """
+    decided = client.get_model_version(name, new).tags.get(TAG_DECISION)
+    if decided in UNJUDGED:
+        raise PipelineError(
+            f"v{new} of {name} was registered by a retrain job that never judged it "
+            f"({TAG_DECISION}={decided}): it cannot become champion"
+        )
     current = alias_version(client, name)
     if current == new == expected:
         log.info("v%s already holds the champion alias; nothing moved", new)

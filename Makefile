@@ -92,6 +92,9 @@ explore: $(STAMP) ## the interactive softmax page on the trained model, http://1
 bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
 	$(BIN)/mnist-softmax bench-sweep $(ARGS)
 
+bench-stages: $(STAMP) ## profile dvc repro -f per stage: start-up, imports, work, DVC (table)
+	$(BIN)/mnist-softmax bench-stages $(ARGS)
+
 server-start: $(STAMP) ## start the team tracking server (S3 object server + PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start
 
@@ -119,4 +122,4 @@ sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean

@@ -22,8 +22,8 @@ def test_summarize_picks_baseline_on_validation():
          "fit s": 4.0},
         {"config": "sklearn 60k", "pixels": "deskewed", "val acc": 0.99, "test acc": 0.99,
          "fit s": 8.0},
-        {"config": "default", "pixels": "deskewed", "val acc": 0.91, "test acc": 0.92,
-         "fit s": 0.2},
+        {"config": "default (optimizer=sgd) (10 ep)", "pixels": "deskewed", "val acc": 0.91,
+         "test acc": 0.92, "fit s": 0.2},
         {"config": "sklearn C=0.1", "pixels": "raw", "val acc": 0.95, "test acc": 0.90,
          "fit s": 1.0},
     ]  # fmt: skip
@@ -31,6 +31,11 @@ def test_summarize_picks_baseline_on_validation():
     assert table.loc[1, "config"].endswith("[baseline]")  # by val acc, on the configured pixels
     np.testing.assert_allclose(table["time / baseline"], [0.5, 1.0, 2.0, 0.05, 0.25])
     np.testing.assert_allclose(table["acc - baseline"], [0.04, 0.0, 0.08, 0.01, -0.01], atol=1e-12)
+    assert list(table["met"]) == ["", "", "", "yes", ""]  # the default on configured pixels
+    rows[3]["fit s"] = 0.21  # 0.0525 of the baseline's 4 s: over the 0.05 target
+    assert list(summarize(rows)["met"]) == ["", "", "", "no", ""]
+    rows[3]["fit s"], rows[3]["test acc"] = 0.2, 0.90  # fast enough, less accurate
+    assert list(summarize(rows)["met"]) == ["", "", "", "no", ""]
 
 
 def _prepare_digits(folder: Path) -> None:

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mnist_softmax.ops.bench_sweep",
         "time sweeps and reruns in a temp copy of the project (prints a table)",
     ),
+    "bench-stages": (
+        "mnist_softmax.ops.bench_stages",
+        "where dvc repro -f spends its time, per stage (start-up, imports, work, DVC)",
+    ),
     "predict": ("mnist_softmax.ops.predict", "classify digit images, IDX files or .npy arrays"),
 }
 

@@ -8,6 +8,7 @@ params it declares (:class:`mnist_softmax.scoped_config.ScopedConfig`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -94,3 +95,18 @@ def run_stage(
         log.error("interrupted")
         sys.exit(130)
     log.info("done in %.2f s", time.perf_counter() - started)
+    exit_without_teardown()
+
+
+def exit_without_teardown() -> None:
+    """Flush the logs and streams, then end the process with status 0 at once.
+
+    The stage's outputs are closed and in place, and its MLflow run has ended: what is left
+    is the interpreter's teardown of every imported module, measured at 0.2-1 s for the
+    evaluate and log stages (matplotlib, mlflow) on every ``dvc repro``. atexit handlers do not
+    run; none has work left by then (mlflow's ends an active run: there is none).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

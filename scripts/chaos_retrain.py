@@ -125,6 +125,9 @@ def _one_cycle(
     cycle.exit_code = job.wait(timeout=120)
     tree |= _project_processes(project)  # anything of the job's that still runs
     _no_process_left(project, tree, cycle)
+    if cycle.kill.startswith("none") and cycle.exit_code != 0:  # nothing harmed it
+        raise InvariantBroken(f"an unharmed job exited {cycle.exit_code}: a kill left the "
+                              "project in a state the next job cannot recover from")  # fmt: skip
     return cycle
 
 

@@ -167,21 +167,7 @@ def test_sweep_on_a_real_cluster_survives_a_lost_worker_and_fails_cleanly_withou
     assert parent.data.tags["sweep.cluster"] == address and parent.data.tags["sweep.workers"] == "2"
     assert children[0].data.tags["sweep.reproduce"].startswith("dvc exp run -S optimizer.lr=")
 
-    # the same grid in one process: the same metrics
-    local = run(["mnist-softmax", "sweep", *GRID16], path, env)
-    assert "blocks on" not in local.stderr  # no cluster involved
-    _, runs = _mlflow(path)
-    parents = sorted(
-        (r for r in runs if r.info.run_name == "sweep"), key=lambda r: r.info.start_time
-    )
-    by_name = {}
-    for p in parents:
-        kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
-        by_name[p.info.run_id] = {r.info.run_name: r.data.metrics for r in kids}
-    on_cluster, in_process = (by_name[p.info.run_id] for p in parents)
-    for name, metrics in in_process.items():
-        for key in ("test/acc", "test/nll_calibrated", "test/ece_calibrated", "temperature"):
-            assert on_cluster[name][key] == pytest.approx(metrics[key], rel=1e-6), (name, key)
+    # (equal to the one-process sweep's metrics: test_local_cluster_results_equal_...)
 
     # 2. a worker killed (its process group, nanny included) mid-sweep: the sweep finishes,
     # every config logged once
@@ -214,6 +200,9 @@ def test_sweep_on_a_real_cluster_survives_a_lost_worker_and_fails_cleanly_withou
     gone = run(sweep, path, env_fast, check=False)
     assert gone.returncode == 5 and f"Dask scheduler {address} unreachable" in gone.stderr
     assert "Traceback" not in gone.stderr
+    _, runs = _mlflow(path)
+    last = max((r for r in runs if r.info.run_name == "sweep"), key=lambda r: r.info.start_time)
+    assert last.info.status == "FAILED" and "unreachable" in last.data.tags["error"]
 
 
 def test_cluster_script_stops_everything_and_refuses_bad_settings(tmp_path):

@@ -32,7 +32,8 @@ NAME = "mnist-softmax"
 def repo(tmp_path_factory, shared_mnist):
     path, env = make_project(tmp_path_factory.mktemp("retrain"), shared_mnist.as_uri())
     for relative, old, new in [
-        ("optimizer/sgd.yaml", "epochs: ", "epochs: 3  #"),  # a weak first champion
+        ("optimizer/sgd.yaml", "epochs: ", "epochs: 3  #"),  # a weak first champion:
+        ("data/mnist.yaml", "deskew: ", "deskew: false  #"),  # 3 epochs on raw pixels
         ("data/mnist.yaml", "retries: ", "retries: 1  #"),  # unreachable mirrors fail fast
     ]:
         file = path / "params" / relative
@@ -120,8 +121,8 @@ def first_job_picks_the_workspace_model_not_the_newest_version(path, env):
 
 
 def overlapping_job_is_locked_out_and_worse_challenger_kept(path, env):
-    # a raw-pixel challenger against the deskewed champion: each scored through its own pyfunc
-    worse = ("-S", "optimizer.epochs=1", "-S", "optimizer.lr=0.001", "-S", "data.deskew=false")
+    # a deskewed challenger against the raw-pixel champion: each scored through its own pyfunc
+    worse = ("-S", "optimizer.epochs=1", "-S", "optimizer.lr=0.001", "-S", "data.deskew=true")
     first = start_retrain(path, env, *worse)
     wait_for_line(first, "running: dvc")  # holds the lock from here on
     reports = len(list((path / "reports" / "retrain").glob("*.json")))
@@ -136,8 +137,8 @@ def overlapping_job_is_locked_out_and_worse_challenger_kept(path, env):
     version = client(path).get_model_version(NAME, "3")
     assert version.tags["retrain.decision"] == "kept"
     report = last_report(path)
-    evaluated = client(path).get_run(version.run_id).data  # its evaluate stage, raw pixels
-    assert evaluated.params["data.deskew"] == "False"
+    evaluated = client(path).get_run(version.run_id).data  # its evaluate stage
+    assert evaluated.params["data.deskew"] == "True"
     scored = report["metrics"]["challenger"]["test/acc"]
     assert scored == pytest.approx(evaluated.metrics["test/acc"], abs=1e-6)
     assert "test/acc" in version.tags["retrain.reasons"]
@@ -175,12 +176,12 @@ def sigkill_mid_training_then_next_job_promotes(path, env):
         experiment.experiment_id,
         tags={"mnist_softmax.pid": str(proc.pid), "mnist_softmax.host": socket.gethostname()},
     )
-    nxt = retrain(path, env, "-S", "optimizer.epochs=10")
+    nxt = retrain(path, env, "-S", "optimizer.epochs=10", "-S", "data.deskew=true")
     assert nxt.returncode == 0, nxt.stderr
     assert client(path).get_run(stale.info.run_id).info.status == "KILLED"
     runs = client(path).search_runs([experiment.experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    assert "retrain promoted: challenger v4, champion v1 -> v4" in nxt.stdout  # 10 epochs > 3
+    assert "retrain promoted: challenger v4, champion v1 -> v4" in nxt.stdout  # deskewed > raw
 
 
 def manual_rollback(path, env):
@@ -199,7 +200,7 @@ def manual_rollback(path, env):
 
 def champion_moved_during_the_job_is_not_overwritten(path, env):
     assert champion(path) == "3"  # the weak model: any real challenger beats it
-    proc = start_retrain(path, env, "-S", "optimizer.epochs=11")
+    proc = start_retrain(path, env, "-S", "optimizer.epochs=11", "-S", "data.deskew=true")
     wait_for_line(proc, "[train] epoch 1/11")
     client(path).set_registered_model_alias(NAME, "champion", "1")  # someone else promotes v1
     out, _ = proc.communicate(timeout=300)

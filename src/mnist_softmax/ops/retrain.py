@@ -220,18 +220,50 @@ def _write_start_record(report: RetrainReport) -> None:
     write_json(REPORT_DIR / f"{report.stem}.json", {**asdict(report), "decision": RUNNING})
 
 
+def repair_dvc_lock(report: RetrainReport, path: Path = Path("dvc.lock")) -> None:
+    """Restore a ``dvc.lock`` a killed ``dvc`` left half-written, so the pipeline runs again.
+
+    DVC rewrites dvc.lock in place; a job stopped in that moment (even by SIGTERM, seen in
+    the chaos script) leaves a file DVC refuses, and every later job would fail. The broken
+    file is kept beside as ``dvc.lock.broken-<job>``, the committed one restored (or none,
+    outside git): ``dvc repro`` then reruns what no longer matches.
+    """
+    import subprocess
+
+    import yaml
+    from dvc.schema import COMPILED_LOCKFILE_SCHEMA
+
+    if not path.is_file():
+        return
+    try:
+        COMPILED_LOCKFILE_SCHEMA(yaml.safe_load(path.read_text()))
+        return
+    except Exception as exc:  # YAML or schema: either way DVC cannot read it
+        reason = str(exc).splitlines()[0]
+    path.replace(path.with_name(f"{path.name}.broken-{report.retrain_id[:8]}"))
+    committed = subprocess.run(["git", "show", f"HEAD:{path.name}"], capture_output=True,
+                               text=True, cwd=path.parent)  # fmt: skip
+    if committed.returncode == 0:
+        path.write_text(committed.stdout)
+    report.cleaned.append(f"{path} was half-written by a killed job ({reason}): restored from git")
+    log.warning("%s", report.cleaned[-1])
+
+
 def _clean_after_killed_jobs(cfg: Config, client, report: RetrainReport) -> None:
     """Tag the versions killed jobs registered ``abandoned`` (never champion); report it."""
     from mnist_softmax.tracking import registry
 
     for job in report.killed_jobs:
-        report.cleaned.append(f"job {job[:8]} died without a word: recorded as killed")
-        for version in registry.abandon_versions(
-            client, cfg.tracking.registered_model, cfg.tracking.experiment_name, job
-        ):
-            report.cleaned.append(f"v{version}, registered by job {job[:8]}: abandoned")
-    for line in report.cleaned:
-        log.warning("%s", line)
+        lines = [f"job {job[:8]} died without a word: recorded as killed"]
+        lines += [
+            f"v{version}, registered by job {job[:8]}: abandoned"
+            for version in registry.abandon_versions(
+                client, cfg.tracking.registered_model, cfg.tracking.experiment_name, job
+            )
+        ]
+        for line in lines:
+            log.warning("%s", line)
+        report.cleaned += lines
 
 
 def _ingest(cfg: Config, client, champion: str | None, report: RetrainReport, guard):
@@ -356,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 guard.keep_fds = (lock_fd,)  # the pipeline's keeper holds the lock too
                 report.killed_jobs = mark_killed_jobs()  # with the lock: those jobs are gone
                 _write_start_record(report)
+                repair_dvc_lock(report)
                 retrain(cfg, report, args.overrides, args.force, guard)
         except LockBusyError as exc:  # another job runs: this one did nothing to record
             log.error("error: %s", exc)

@@ -12,7 +12,7 @@ reaches 0.949 instead of 0.957 with the shipped optimizer config.
 Bilinear interpolation is separable here: every pixel of an image moves by the same rows
 (``cy - oy``), and every pixel of an output row by the same columns, so a vertical pass (one
 blend of two row-shifted copies) and a horizontal pass (one gather per row) do it for all images
-at once: about 0.7 s for MNIST's 70,000 images on one core, against 5.6 s for a per-image
+at once: about 0.5 s for MNIST's 70,000 images on one core, against 5.6 s for a per-image
 ``scipy.ndimage.affine_transform`` loop. The tests check both agree (scipy with
 ``mode="grid-constant"``: its ``"constant"`` drops a sample that lies even partly beyond the
 edge, where this module blends with the zero outside).
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CHUNK = 8192  # images per step: bounds the temporaries to about 60 MB for 28x28 images
+CHUNK = 512  # images per step: temporaries of ~4 MB stay in cache (8192: 0.77 s, 512: 0.46 s)
 _MIN_VARIANCE = 1e-2  # an image with (almost) no vertical extent is not sheared
 
 

@@ -2,14 +2,13 @@
 
 Left alone, a SIGTERM kills the job but not its ``dvc repro`` child, which goes on training,
 registers a model nobody decides about, and collides with the next job (the job lock died
-with its holder). Within :class:`Interruptible`, the first signal is forwarded to the child
-and every process below it (DVC and its stage), the job waits for them, then raises
-:class:`JobInterrupted`; with no child running, the signal raises at once. Further signals
-are ignored until the block ends, so the job can still write its report.
-
-Each command runs under a keeper (:mod:`.keeper`), in a session of its own, holding
-``keep_fds`` (the job lock): if the job is killed outright, the keeper stops the pipeline and
-releases the lock last.
+with its holder). Each command runs under a keeper (:mod:`.keeper`), in a session of its own,
+holding ``keep_fds`` (the job lock). Within :class:`Interruptible`, the first signal is
+forwarded to the keeper alone, which passes it once to every process below it (DVC and its
+stage), gives them ``keeper.GRACE_S``, SIGKILLs what is left and exits; the job waits for it,
+then raises :class:`JobInterrupted`. With no command running, the signal raises at once.
+Further signals are ignored until the block ends, so the job can still write its report. If
+the job is killed outright, the keeper stops the pipeline by itself and releases the lock last.
 """
 
 from __future__ import annotations
@@ -22,15 +21,12 @@ import subprocess
 import sys
 from types import FrameType
 
-import psutil
-
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.ops import keeper
 
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-GRACE_S = 30.0  # how long the child gets to end after the signal before SIGKILL
 
 
 class JobInterrupted(PipelineError):
@@ -49,7 +45,6 @@ class Interruptible:
         self.keep_fds: tuple[int, ...] = ()  # descriptors the pipeline's keeper holds (the lock)
         self.signum: int | None = None
         self._child: subprocess.Popen | None = None
-        self._stopping: list[psutil.Process] = []
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> Interruptible:
@@ -68,8 +63,12 @@ class Interruptible:
         log.warning("received %s", signal.Signals(signum).name)
         child = self._child
         if child is not None and child.poll() is None:
-            self._stopping = _forward(child.pid, signum)
-            return  # run() notices after the child has exited
+            # to the keeper only: it signals each process below it once (a second SIGINT
+            # would cut short DVC's own clean-up)
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+            log.warning("forwarded %s to the pipeline's keeper", signal.Signals(signum).name)
+            return  # run() notices after the keeper has exited
         raise JobInterrupted(signum)
 
     def check(self) -> None:
@@ -88,33 +87,6 @@ class Interruptible:
             code = self._child.wait()
         finally:
             self._child = None
-        if self.signum is not None:
-            _wait_or_kill(self._stopping)
+        if self.signum is not None:  # the keeper exits after the last process below it
             raise JobInterrupted(self.signum)
         return code
-
-
-def _forward(pid: int, signum: int) -> list[psutil.Process]:
-    """Send ``signum`` to ``pid`` and all its descendants; return them for the wait."""
-    try:
-        root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return []
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signum)
-    log.warning(
-        "forwarded %s to %d process(es) of the pipeline", signal.Signals(signum).name, len(procs)
-    )
-    return procs
-
-
-def _wait_or_kill(procs: list[psutil.Process]) -> None:
-    """Wait up to GRACE_S for the signalled processes, then SIGKILL what is left."""
-    _, alive = psutil.wait_procs(procs, timeout=GRACE_S)
-    for proc in alive:
-        log.warning("pid %d ignored the signal for %g s: killed", proc.pid, GRACE_S)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)

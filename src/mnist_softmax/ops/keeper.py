@@ -55,18 +55,22 @@ def _below() -> list[psutil.Process]:
 
 
 def _stop_all(signum: int, grace_s: float) -> None:
-    """Send ``signum`` to every process below, wait up to ``grace_s``, SIGKILL the rest.
+    """Send ``signum`` once to every process below, wait up to ``grace_s``, SIGKILL the rest.
 
-    Loops until nothing is left below: orphans re-parent to us (subreaper) while we wait.
+    Loops until nothing is left below: orphans re-parent to us (subreaper) while we wait. Each
+    process gets ``signum`` once only: a second SIGINT would cut short DVC's own clean-up.
     """
     deadline = time.monotonic() + grace_s
+    signalled: set[int] = set()
     while procs := _below():
-        sig = signum if time.monotonic() < deadline else signal.SIGKILL
+        late = time.monotonic() >= deadline
         for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.send_signal(sig)
+            if late or proc.pid not in signalled:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signal.SIGKILL if late else signum)
+                signalled.add(proc.pid)
         _, alive = psutil.wait_procs(procs, timeout=min(1.0, max(deadline - time.monotonic(), 0.1)))
-        if alive and sig == signal.SIGKILL:
+        if alive and late:
             psutil.wait_procs(alive, timeout=1.0)
     with contextlib.suppress(ChildProcessError):  # reap what psutil did not wait for
         while os.waitpid(-1, os.WNOHANG)[0]:

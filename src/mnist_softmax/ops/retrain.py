@@ -72,6 +72,11 @@ class RetrainReport:
         """File name stem shared by this job's report and drift report."""
         return f"{self.started.replace(':', '')}-{self.retrain_id[:8]}"
 
+    @property
+    def path(self) -> Path:
+        """This job's JSON report: its start record first, then the real one."""
+        return REPORT_DIR / f"{self.stem}.json"
+
     def summary(self) -> str:
         why = self.reasons[0] if self.reasons else ""
         return (
@@ -217,7 +222,7 @@ def _retrain(
 def _write_start_record(report: RetrainReport) -> None:
     """Write the report as ``running``: the next job turns it into ``killed`` if this job dies
     without writing the real one (the real report replaces it, same file)."""
-    write_json(REPORT_DIR / f"{report.stem}.json", {**asdict(report), "decision": RUNNING})
+    write_json(report.path, {**asdict(report), "decision": RUNNING})
 
 
 def repair_dvc_lock(report: RetrainReport, path: Path = Path("dvc.lock")) -> None:
@@ -313,14 +318,13 @@ def _record(cfg: Config | None, report: RetrainReport) -> Path:
             _find_what_the_job_left(cfg, report)
         except Exception as exc:
             log.warning("champion and versions not looked up: %s", redact_text(str(exc))[:200])
-    path = REPORT_DIR / f"{report.stem}.json"
-    write_json(path, asdict(report))
+    write_json(report.path, asdict(report))
     if report.challenger is not None and cfg is not None:
         try:
             _tag_decision(cfg, report)
         except Exception as exc:
             log.warning("decision not tagged in MLflow: %s", redact_text(str(exc))[:200])
-    return path
+    return report.path
 
 
 def _find_what_the_job_left(cfg: Config, report: RetrainReport) -> None:
@@ -336,8 +340,8 @@ def _find_what_the_job_left(cfg: Config, report: RetrainReport) -> None:
     if report.pipeline_started and report.challenger is None:
         run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
         if run is not None:
-            versions = client.search_model_versions(f"run_id = '{run.info.run_id}'")
-            report.challenger = next((str(v.version) for v in versions if v.name == name), None)
+            versions = registry.versions_of_run(client, name, run.info.run_id)
+            report.challenger = versions[0] if versions else None
 
 
 def _tag_decision(cfg: Config, report: RetrainReport) -> None:

@@ -182,12 +182,18 @@ def abandon_versions(
     run = run_of_retrain(client, experiment, retrain_id)
     if run is None:
         return []
-    versions = client.search_model_versions(f"run_id = '{run.info.run_id}'")
-    found = [str(v.version) for v in versions if v.name == name]
+    found = versions_of_run(client, name, run.info.run_id)
     for version in found:
         client.set_model_version_tag(name, version, TAG_DECISION, "abandoned")
     client.set_tag(run.info.run_id, TAG_DECISION, "abandoned")
     return found
+
+
+def versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[str]:
+    """The versions of ``name`` registered from ``run_id``: found from the registry, since the
+    run's own version tag is written after registering and a killed log stage may lack it."""
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    return [str(v.version) for v in versions if v.name == name]
 
 
 def move_champion(client: MlflowClient, name: str, new: str, expected: str | None) -> None:

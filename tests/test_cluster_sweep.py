@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, copy_project, run, stage_env
 from team_server import free_port
 
-from mnist_softmax.cluster.address import cluster_address, public_address
+from mnist_softmax.cluster.address import cluster_address
 from mnist_softmax.cluster.runner import ClusterRun, plan_blocks
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.prepare import PreparedData
@@ -53,8 +53,9 @@ def test_cluster_addresses_are_checked_and_logged_without_credentials():
     for bad in ("local:0", "local:x", "10.0.0.5:8786", "tcp://host", "tcp://:8786"):
         with pytest.raises(ValueError, match="neither local:N nor a scheduler address"):
             cluster_address(bad)
-    assert public_address("tls://alice:s3cret@sched.example:8786") == "tls://sched.example:8786"
-    assert public_address("tcp://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    shown = ClusterRun("tls://alice:s3cret@sched.example:8786").shown  # the project's redaction
+    assert shown == "tls://***@sched.example:8786"
+    assert ClusterRun("tcp://127.0.0.1:8786").shown == "tcp://127.0.0.1:8786"
 
 
 SMALL = ("data.image_shape=[8,8]", "optimizer.batch_size=32", "optimizer.epochs=4")

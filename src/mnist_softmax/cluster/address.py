@@ -1,4 +1,4 @@
-"""What ``--cluster`` accepts, and the form of it that may be printed or logged.
+"""What ``--cluster`` accepts (printed and logged through :func:`mnist_softmax.redact.redact_text`).
 
 Kept apart from the runner so that parsing the command line imports nothing heavy.
 """
@@ -6,7 +6,7 @@ Kept apart from the runner so that parsing the command line imports nothing heav
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 LOCAL = re.compile(r"local:([1-9][0-9]*)")
 
@@ -25,11 +25,3 @@ def cluster_address(text: str) -> str:
             f"{text!r} is neither local:N nor a scheduler address like tcp://host:8786"
         )
     return text
-
-
-def public_address(address: str) -> str:
-    """Return the address without a ``user:password@`` part: what may be printed or logged."""
-    parts = urlsplit(address)
-    if parts.username is None and parts.password is None:
-        return address
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -22,10 +22,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from mnist_softmax.cluster.address import LOCAL, public_address
+from mnist_softmax.cluster.address import LOCAL
 from mnist_softmax.config import Config
 from mnist_softmax.errors import ClusterError
 from mnist_softmax.ops.fast_sweep import ConfigOutcome, SweepData, SweepPlan, run_block
+from mnist_softmax.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class ClusterRun:
         by default Dask's own ``distributed.comm.timeouts.connect`` (30 s; the environment
         variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`` sets it, e.g. ``5s``)."""
         self.address = address
-        self.shown = public_address(address)
+        self.shown = redact_text(address)  # never credentials in a line or a tag
         self.block_size = block_size
         if connect_timeout_s is None:
             import dask.config

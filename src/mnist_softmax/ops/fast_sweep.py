@@ -244,17 +244,16 @@ def sweep_and_log(
                      "sweep.metric": metric}  # fmt: skip
     parent_tags: dict[str, str] = {}
     if cluster is not None:
-        from mnist_softmax.cluster.runner import ClusterRun, public_address
+        from mnist_softmax.cluster.runner import ClusterRun
 
         runner = ClusterRun(cluster, block_size)
-        parent_tags["sweep.cluster"] = public_address(cluster)
+        parent_tags["sweep.cluster"] = runner.shown
     outcomes: dict[int, ConfigOutcome] = {}
     with SweepRecorder(base, parent_params, parent_tags) as recorder:
         arriving = runner.run(plan, data) if cluster else run_in_process(plan, data, threads)
-        for k, outcome in arriving:
-            o = outcome
+        for k, o in arriving:
             recorder.log(ChildRun(o.name, o.cfg, o.metrics, o.curves, o.command, o.error))
-            outcomes[k] = outcome
+            outcomes[k] = o
         if cluster is not None:
             recorder.tag({"sweep.workers": str(len(runner.workers))})
     ordered = [outcomes[k] for k in range(len(plan.cfgs))]

@@ -1,46 +1,47 @@
 """calibrate: data/prepared (val), models/model.npz
--> models/calibration.json, reports/calibration.json (DVC metrics).
+-> models/calibration.json, models/conformal.json, reports/calibration.json (DVC metrics).
 
-Fits one temperature on the validation split (Guo et al. 2017) by the NLL, or by the Brier
-score for a sparsemax model, or keeps T = 1 for ``calibration=none``, and records that
-criterion and the ECE before and after as DVC metrics.
+The validation split is cut in two, stratified by class (``conformal.holdout``, seeded by
+``data.split_seed``): one temperature is fitted on the first part (Guo et al. 2017) by the
+NLL, or by the Brier score for a sparsemax model, or kept at T = 1 for ``calibration=none``;
+the split conformal predictor (``conformal.*``) is fitted on the calibrated probabilities of
+the second part, which neither the model nor T saw, so its coverage guarantee holds.
 """
+
+import numpy as np
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
 from mnist_softmax.data.splits import load_split, split_path
+from mnist_softmax.evaluation.conformal import fit_conformal, holdout_mask
+from mnist_softmax.evaluation.conformal_file import save_conformal
 from mnist_softmax.evaluation.temperature import calibrate
 from mnist_softmax.model.model_file import load_model
+from mnist_softmax.model.outputs import probabilities
 from mnist_softmax.stage import log, run_stage
 
 # the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
-PARAMS = ("calibration", "evaluation.n_bins", "evaluation.binning")
+PARAMS = ("calibration", "conformal", "data.split_seed", "evaluation.n_bins", "evaluation.binning")
 
 
 def main(cfg: Config) -> None:
-    model = load_model(cfg.paths.model)
+    model, cal, conf = load_model(cfg.paths.model), cfg.calibration, cfg.conformal
     val = load_split(split_path(cfg.paths.prepared_dir, "val"))
-    result = calibrate(
-        model.logits(val.X),
-        val.y,
-        method=cfg.calibration.method,
-        t_min=cfg.calibration.t_min,
-        t_max=cfg.calibration.t_max,
-        n_bins=cfg.evaluation.n_bins,
-        binning=cfg.evaluation.binning,
-        output=model.output,
-    )
+    held = holdout_mask(val.y, conf.holdout, np.random.default_rng(cfg.data.split_seed))
+    z = model.logits(val.X).astype(np.float64)
+    result = calibrate(z[~held], val.y[~held], cal.method, cal.t_min, cal.t_max,
+                       cfg.evaluation.n_bins, cfg.evaluation.binning, model.output)  # fmt: skip
     write_json(cfg.paths.calibration, result.to_params())
     write_json(cfg.paths.calibration_metrics, result.to_metrics())
-    log.info(
-        "T = %.4f: val %s %.4f -> %.4f, ECE %.4f -> %.4f",
-        result.temperature,
-        result.criterion,
-        result.loss,
-        result.loss_calibrated,
-        result.ece,
-        result.ece_calibrated,
-    )
+    proba = probabilities(z[held], model.output, result.temperature)
+    sets = fit_conformal(proba, val.y[held], conf.method, conf.alpha, conf.lam, conf.k_reg,
+                         conf.mondrian)  # fmt: skip
+    save_conformal(cfg.paths.conformal, sets)
+    log.info("T = %.4f (%d val images): %s %.4f -> %.4f, ECE %.4f -> %.4f; conformal %s%s at "
+             "alpha %g on %d held-out images: threshold %s", result.temperature, (~held).sum(),
+             result.criterion, result.loss, result.loss_calibrated, result.ece,
+             result.ece_calibrated, conf.method, " (mondrian)" if conf.mondrian else "",
+             conf.alpha, held.sum(), np.round(sets.thresholds(), 4))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ PARAMS = (
     "model",
     "optimizer",
     "calibration",
+    "conformal",
     "evaluation",
     "tracking",
     "retrain",

@@ -193,6 +193,25 @@ class CalibrationConfig:
 
 
 @dataclass
+class ConformalConfig:
+    """Split conformal prediction sets (:mod:`mnist_softmax.evaluation.conformal`)."""
+
+    alpha: float = MISSING
+    method: str = MISSING
+    mondrian: bool = MISSING
+    lam: float = MISSING
+    k_reg: int = MISSING
+    holdout: float = MISSING
+
+    def __post_init__(self) -> None:
+        _require(0 < self.alpha < 1, "conformal.alpha", self.alpha, "0 < alpha < 1")
+        _one_of("conformal.method", self.method, ("lac", "aps", "raps"))
+        _require(self.lam >= 0, "conformal.lam", self.lam, "float >= 0")
+        _require(self.k_reg >= 0, "conformal.k_reg", self.k_reg, "integer >= 0")
+        _require(0 < self.holdout < 1, "conformal.holdout", self.holdout, "0 < share < 1")
+
+
+@dataclass
 class EvaluationConfig:
     n_bins: int = MISSING
     binning: str = MISSING
@@ -235,8 +254,10 @@ class PathsConfig:
     train_curves: str = MISSING
     calibration: str = MISSING
     calibration_metrics: str = MISSING
+    conformal: str = MISSING
     eval_metrics: str = MISSING
     per_class: str = MISSING
+    conformal_report: str = MISSING
     reliability_uncalibrated: str = MISSING
     reliability_calibrated: str = MISSING
     confusion: str = MISSING
@@ -281,6 +302,7 @@ class Config:
     model: ModelConfig = MISSING
     optimizer: Any = MISSING
     calibration: CalibrationConfig = MISSING
+    conformal: ConformalConfig = MISSING
     evaluation: EvaluationConfig = MISSING
     tracking: TrackingConfig = MISSING
     paths: PathsConfig = MISSING

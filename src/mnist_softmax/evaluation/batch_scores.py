@@ -15,13 +15,17 @@ import numpy as np
 
 from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.splits import Split
+from mnist_softmax.evaluation.conformal import Conformal
+from mnist_softmax.evaluation.conformal_report import coverage_metrics
 from mnist_softmax.evaluation.evaluate import score_logits
 from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy
+from mnist_softmax.model.outputs import probabilities
 
 CALIBRATED = ("nll", "brier", "ece")  # score_logits values reported after temperature scaling
 SCORE_NAMES = ("acc", *(f"{name}_calibrated" for name in CALIBRATED))
 BATCH_SCORES = ("acc", "nll_calibrated", "brier_calibrated")  # per batch in reports/batches.json
+SET_SCORES = ("coverage", "mean_set_size")  # of the prediction sets, per batch too
 
 
 def calibrated_scores(
@@ -46,12 +50,32 @@ def score_batches(
     batches: list[AcceptedBatch],
     n_bins: int,
     binning: str,
+    conformal: Conformal | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Images and ``BATCH_SCORES`` on each batch's held-out slice, by batch name."""
+    """Images and ``BATCH_SCORES`` on each batch's held-out slice, by batch name.
+
+    With ``conformal``, also the coverage and mean size of its prediction sets there
+    (:func:`set_scores`).
+    """
     report = {}
     for batch in batches:
         part = batch.held_out_part()
         scores = calibrated_scores(model, temperature, part, n_bins, binning)
         report[batch.name] = {"n": float(len(part))}
         report[batch.name] |= {name: scores[name] for name in BATCH_SCORES if name in scores}
+        if conformal is not None:
+            report[batch.name] |= set_scores(model, temperature, conformal, part)
     return report
+
+
+def set_scores(
+    model: SoftmaxModel, temperature: float, conformal: Conformal, split: Split
+) -> dict[str, float]:
+    """Coverage and mean size of the prediction sets on ``split`` (``SET_SCORES``).
+
+    Coverage below ``1 - alpha`` on new images is a drift signal: the guarantee assumes they
+    are exchangeable with the held-out validation images the threshold came from.
+    """
+    proba = probabilities(model.logits(split.X).astype(np.float64), model.output, temperature)
+    metrics = coverage_metrics(conformal.sets(proba), split.y)
+    return {name: metrics[name] for name in SET_SCORES}

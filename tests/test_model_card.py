@@ -46,10 +46,12 @@ def test_experiment_runs_and_versions_carry_what_the_ui_shows(logged_runs, track
     run = client.get_run(logged.run_id)
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("test acc 0.9100, calibrated NLL 0.2810") and "exp-a" in note
-    assert 20 <= len(run.data.metrics) <= 35
+    assert 20 <= len(run.data.metrics) <= 40  # 5 of them: conformal/* (the prediction sets)
+    assert run.data.metrics["conformal/coverage"] == 0.95
     assert not [k for k in run.data.metrics if k.startswith(run_record.TABLE_PREFIXES)]
     tables = {a.path for a in client.list_artifacts(logged.run_id, "tables")}
     assert {"tables/per_class.json", "tables/confusion.json"} <= tables
+    assert {"tables/set_coverage_class.json", "tables/set_coverage_size.json"} <= tables
     assert "champion" in client.get_registered_model(REGISTERED).description
     card = client.get_model_version(REGISTERED, logged.model_version).description
     assert "accuracy 0.9100" in card and "Temperature T = 1.1000" in card and "Limits" in card

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from tracking_fixtures import REGISTERED
 
+from mnist_softmax.evaluation.conformal_file import load_conformal
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.temperature import load_temperature
 from mnist_softmax.model.model_file import load_model
@@ -39,7 +40,7 @@ def test_registry_model_predicts_the_models_calibrated_probabilities(served, ima
     assert temperature != 1.0
     out = pyfunc.predict(images)
     names = [str(c) for c in model.class_names]
-    assert list(out.columns) == [*names, "label"]
+    assert list(out.columns) == [*names, "label", "set"]
     proba = out[names]
     assert out["label"].tolist() == [names[k] for k in proba.to_numpy().argmax(axis=1)]
     np.testing.assert_allclose(proba.to_numpy(), model.predict_proba(images, temperature),
@@ -47,13 +48,29 @@ def test_registry_model_predicts_the_models_calibrated_probabilities(served, ima
     np.testing.assert_allclose(proba.to_numpy().sum(axis=1), 1.0, rtol=1e-12)
 
 
+def test_the_set_column_holds_the_conformal_sets_of_the_logged_file(served, images, logged_runs):
+    """Each row's set is a list of class names, most probable first, as conformal.json says."""
+    pyfunc, model, _ = served
+    cfg, _, root = logged_runs[0.1]
+    conformal = load_conformal(root / cfg.paths.conformal, 10)
+    out = pyfunc.predict(images)
+    names = [str(c) for c in model.class_names]
+    P = out[names].to_numpy()
+    mask = conformal.thresholds() >= 1 - P  # lac: the class is in when 1 - p <= q
+    sizes = [len(s) for s in out["set"]]
+    assert sizes == mask.sum(axis=1).tolist() and len(set(sizes)) > 1  # sets of several sizes
+    for row, keep, p in zip(out["set"], mask, P, strict=True):
+        assert isinstance(row, list) and set(row) == {names[k] for k in np.flatnonzero(keep)}
+        assert [p[names.index(n)] for n in row] == sorted(p[keep], reverse=True)
+
+
 def test_dataframe_of_784_columns_and_28x28_images_give_the_same_answer(served, images):
     pyfunc, _, _ = served
-    expected = pyfunc.predict(images).to_numpy()
+    expected = pyfunc.predict(images)
     frame = pd.DataFrame(images, columns=[f"pixel{i}" for i in range(784)])
-    np.testing.assert_array_equal(pyfunc.predict(frame).to_numpy(), expected)
+    pd.testing.assert_frame_equal(pyfunc.predict(frame), expected)
     direct = pyfunc.unwrap_python_model().predict(None, images.reshape(-1, 28, 28))
-    np.testing.assert_array_equal(direct.to_numpy(), expected)
+    pd.testing.assert_frame_equal(direct, expected)
 
 
 def test_served_probabilities_reproduce_evaluate_accuracy_exactly_and_nll(served, images):
@@ -61,7 +78,7 @@ def test_served_probabilities_reproduce_evaluate_accuracy_exactly_and_nll(served
     y = np.arange(len(images)) % 10
     result = evaluate(model.logits(images), y, temperature, [str(c) for c in model.class_names],
                       np.random.default_rng(0), bootstrap_samples=0)  # fmt: skip
-    proba = pyfunc.predict(images).drop(columns="label").to_numpy()
+    proba = pyfunc.predict(images).drop(columns=["label", "set"]).to_numpy()
     test = result.metrics["test"]
     assert np.mean(proba.argmax(axis=1) == y) == test["acc"]
     nll = -np.mean(np.log(proba[np.arange(len(y)), y]))
@@ -76,7 +93,7 @@ def test_logged_model_holds_plain_files_and_explicit_requirements(logged_runs):
     uri = f"models:/{REGISTERED}/{logged.model_version}"
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     files = {p.name for p in local.rglob("*")}
-    assert {"model.npz", "calibration.json", "pyfunc.py", "MLmodel"} <= files
+    assert {"model.npz", "calibration.json", "conformal.json", "pyfunc.py", "MLmodel"} <= files
     assert not any(name.endswith((".pkl", ".pickle")) for name in files)
     requirements = (local / "requirements.txt").read_text()
     assert "numpy==" in requirements and "mlflow==" in requirements
@@ -104,7 +121,7 @@ def test_a_model_without_deskewing_still_serves_raw_pixel_features(logged_runs, 
     assert model.scaler.deskew_shape is None and served_model.scaler.deskew_shape is None
     raw = (images - model.scaler.mean) / model.scaler.scale
     np.testing.assert_allclose(served_model.features(images), raw, rtol=1e-5, atol=1e-5)
-    proba = pyfunc.predict(images).drop(columns="label").to_numpy()
+    proba = pyfunc.predict(images).drop(columns=["label", "set"]).to_numpy()
     temperature = load_temperature(root / cfg.paths.calibration)
     np.testing.assert_allclose(
         proba, model.predict_proba(images, temperature), rtol=1e-5, atol=1e-7

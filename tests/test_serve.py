@@ -22,6 +22,8 @@ from conftest import stage_env
 from tracking_fixtures import REGISTERED
 
 from mnist_softmax.data.idx import parse_idx
+from mnist_softmax.evaluation.conformal import set_names
+from mnist_softmax.evaluation.conformal_file import load_conformal
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.temperature import load_temperature
 from mnist_softmax.model.model_file import load_model
@@ -49,7 +51,8 @@ def server(logged_runs, tracking_store):
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}", timeout_s=120)
-        yield f"http://127.0.0.1:{port}", (root / cfg.paths.model, root / cfg.paths.calibration)
+        files = (root / cfg.paths.model, root / cfg.paths.calibration, root / cfg.paths.conformal)
+        yield f"http://127.0.0.1:{port}", files
     finally:
         stop_server(proc)
     assert proc.poll() is not None
@@ -90,20 +93,22 @@ def requests(X: np.ndarray) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_every_request_format_returns_evaluates_probabilities_and_the_label(server, images):
-    url, (model_path, calibration_path) = server
+def test_every_request_format_returns_evaluates_probabilities_the_label_and_set(server, images):
+    url, (model_path, calibration_path, conformal_path) = server
     X, y = images
     model = load_model(model_path)
     names = [str(c) for c in model.class_names]
     temperature = load_temperature(calibration_path)
     expected = evaluate(model.logits(X).astype(np.float64), y, temperature, names,
                         np.random.default_rng(0), bootstrap_samples=0).proba_calibrated  # fmt: skip
+    sets = set_names(load_conformal(conformal_path, 10).sets(expected), expected, names)
     for name, (body, kind) in requests(X).items():
         status, answer = post(url, body, f"application/{kind}" if kind == "json" else "text/csv")
         assert status == 200, (name, answer)
         rows = pd.DataFrame(answer["predictions"])
         np.testing.assert_allclose(rows[names].to_numpy(), expected, atol=1e-6, err_msg=name)
         assert rows["label"].tolist() == [names[k] for k in expected.argmax(axis=1)], name
+        assert rows["set"].tolist() == sets, name  # JSON arrays of class names
 
 
 def test_bad_pixels_get_400_with_the_reason(server, images):

@@ -22,6 +22,8 @@ import yaml
 
 from mnist_softmax.config import Config, compose, load_config, to_yaml
 from mnist_softmax.data.scaler import Scaler
+from mnist_softmax.evaluation.conformal import Conformal
+from mnist_softmax.evaluation.conformal_file import save_conformal
 from mnist_softmax.model.model_file import SoftmaxModel, save_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +72,9 @@ def write_fake_outputs(root: Path, store_uri: str, lr: float = 0.1, epochs: int 
         Path(paths.calibration).write_text(
             json.dumps({"method": "temperature", "temperature": temperature})
         )
+        # a real conformal predictor: scores spread so the sets of the fake model vary in size
+        save_conformal(paths.conformal, Conformal("lac", 0.05, 0.01, 1, False,
+                                                  (np.linspace(0.5, 0.95, 99),)))  # fmt: skip
         _write_reports(paths, lr, epochs, temperature)
         Path("dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
         lock = {"schema": "2.0", "stages": {
@@ -120,7 +125,14 @@ def _write_reports(paths, lr: float, epochs: int, temperature: float) -> None:
     test = {"acc": acc, "nll": 0.3, "nll_calibrated": 0.28 + lr / 100, "ece": 0.02,
             "ece_calibrated": 0.01, "brier": 0.1, "mce": 0.2}  # fmt: skip
     per_class = {"0": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 980}}
-    Path(paths.eval_metrics).write_text(json.dumps({"temperature": temperature, "test": test}))
+    sets = {"coverage": 0.95, "mean_set_size": 1.2, "size_0": 0.0, "size_1": 0.8,
+            "size_2_or_more": 0.2}  # fmt: skip
+    Path(paths.eval_metrics).write_text(
+        json.dumps({"temperature": temperature, "test": test, "conformal": sets})
+    )
+    report = {"per_class": {"0": {"coverage": 0.95, "mean_set_size": 1.2, "n": 980}},
+              "per_size": {"1": {"coverage": 0.96, "share": 0.8, "n": 784}}}  # fmt: skip
+    Path(paths.conformal_report).write_text(json.dumps(report))
     Path(paths.per_class).write_text(json.dumps({"per_class": per_class}))
     reliability = {"bin": [0], "confidence": [0.5], "accuracy": [0.5], "count": [1]}
     for path in (paths.reliability_uncalibrated, paths.reliability_calibrated):

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "json")
 TOP_K = 3
 LABEL = "label"  # the pyfunc's label column (tracking.pyfunc.LABEL; importing it costs mlflow)
+SET = "set"  # the pyfunc's prediction-set column (tracking.pyfunc.SET): a list of class names
 
 
 def _positive(text: str) -> float:
@@ -44,19 +45,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
     parser.add_argument(
-        "--temperature", type=_positive, help="replace the calibrated temperature T (> 0)"
+        "--temperature",
+        type=_positive,
+        help="replace the calibrated temperature T (> 0); drops the prediction sets, whose "
+        "threshold holds for the calibrated T only",
     )
     parser.add_argument("--params", default=PARAMS_FILE, help="config naming store and paths")
     return parser.parse_args(argv)
 
 
 def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per image: file, index, label, probability, top3, then ``p_<class>``.
+    """Return one row per image: file, index, label, probability, top3, set, then ``p_<class>``.
 
     ``index`` is the image's position inside an IDX / ``.npy`` file (empty for an image
-    file); ``top3`` reads ``7:0.9974 3:0.0023 9:0.0003``.
+    file); ``top3`` reads ``7:0.9974 3:0.0023 9:0.0003``; ``set`` is the prediction set, a
+    list of class names (the column is absent when the model has no conformal predictor).
     """
-    classes = [c for c in proba.columns if c != LABEL]
+    classes = [c for c in proba.columns if c not in (LABEL, SET)]
     P = proba[classes].to_numpy()
     top = np.argsort(-P, axis=1, kind="stable")[:, :TOP_K]
     top_p = np.take_along_axis(P, top, axis=1)
@@ -75,16 +80,25 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
             "top3": top3,
         }
     )
+    if SET in proba.columns:
+        frame[SET] = list(proba[SET])
     return frame.join(pd.DataFrame(P, columns=[f"p_{c}" for c in classes]))
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
-    """Format the predictions as an aligned table, CSV or one JSON array of objects."""
-    if fmt == "csv":
-        return table.to_csv(index=False)
+    """Format the predictions as an aligned table, CSV or one JSON array of objects.
+
+    The set is a JSON array of names: in JSON a real array, in a CSV cell and in the table
+    its JSON text (names may hold commas, quotes or spaces: never joined by a separator).
+    """
     if fmt == "json":
         return json.dumps([_record(row) for row in table.to_dict("records")]) + "\n"
-    shown = table[["file", "index", "label", "probability", "top3"]].copy()
+    if SET in table.columns:
+        table = table.assign(**{SET: [json.dumps(s, ensure_ascii=False) for s in table[SET]]})
+    if fmt == "csv":
+        return table.to_csv(index=False)  # the csv module quotes cells holding , or "
+    columns = ["file", "index", "label", "probability", "top3"]
+    shown = table[columns + [SET] * (SET in table.columns)].copy()
     shown["index"] = shown["index"].astype("string").fillna("")
     shown["probability"] = shown["probability"].map("{:.4f}".format)
     return shown.to_string(index=False) + "\n"
@@ -97,7 +111,9 @@ def _record(row: dict) -> dict:
     top3 = [{"label": label, "probability": p} for label, p in ranked]
     index = None if pd.isna(row["index"]) else int(row["index"])
     keep = {"file": row["file"], "index": index, "label": row["label"]}
-    return {**keep, "probability": row["probability"], "top3": top3, "probabilities": probabilities}
+    sets = {SET: list(row[SET])} if SET in row else {}
+    return {**keep, "probability": row["probability"], "top3": top3, **sets,
+            "probabilities": probabilities}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ them. Per-class numbers go in as tables, not metrics: about 70 of them per run w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -58,8 +59,11 @@ still get a confident-looking class; photos must be normalised first (`mnist-sof
 """
 
 
-def tables(values: dict[str, float], confusion_csv: str | Path) -> dict[str, pd.DataFrame]:
-    """Return the per-class tables: scores, class counts per split, confusion matrix.
+def tables(
+    values: dict[str, float], confusion_csv: str | Path, conformal_json: str | Path | None = None
+) -> dict[str, pd.DataFrame]:
+    """Return the per-class tables: scores, class counts per split, confusion matrix, and the
+    prediction sets' coverage per class and per set size (``reports/conformal.json``).
 
     ``values`` holds ``per_class/<class>/<score>`` and ``counts/<split>/<class>`` entries.
     """
@@ -76,4 +80,11 @@ def tables(values: dict[str, float], confusion_csv: str | Path) -> dict[str, pd.
         matrix = pd.crosstab(pairs["actual"], pairs["predicted"]).reset_index()
         matrix.columns = [str(c) for c in matrix.columns]
         out["confusion"] = matrix
+    if conformal_json is not None and Path(conformal_json).is_file():
+        report = json.loads(Path(conformal_json).read_text())
+        for key, column in (("per_class", "class"), ("per_size", "set_size")):
+            frame = pd.DataFrame.from_dict(report[key], orient="index")
+            out[f"set_coverage_{key.removeprefix('per_')}"] = frame.rename_axis(
+                column
+            ).reset_index()
     return out

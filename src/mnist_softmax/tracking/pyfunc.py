@@ -1,10 +1,13 @@
 """The registered model as MLflow sees it: calibrated probabilities from raw pixels.
 
 MLflow logs this file as "model from code" (``mlflow.models.set_model`` at the bottom): the
-weights travel as the plain ``model.npz`` and ``calibration.json`` artefacts, never as a pickle,
+weights travel as the plain ``model.npz``, ``calibration.json`` and ``conformal.json`` artefacts,
+never as a pickle,
 and the class is rebuilt from this source when ``mlflow.pyfunc.load_model`` runs. Prediction
 is :meth:`SoftmaxModel.predict_proba`, the scaler and softmax that evaluate uses, so the served
-probabilities equal the evaluated ones bit for bit.
+probabilities equal the evaluated ones bit for bit. The ``set`` column is the image's
+prediction set (:mod:`mnist_softmax.evaluation.conformal`): a list of class names, most
+probable first, that holds the true class with probability >= 1 - alpha; it may be empty.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import Array
 
 ARTIFACT_MODEL = "model"  # key of models/model.npz in the pyfunc's artifacts
 ARTIFACT_CALIBRATION = "calibration"  # key of models/calibration.json
+ARTIFACT_CONFORMAL = "conformal"  # key of models/conformal.json (versions logged since sets)
 LABEL = "label"  # output column: the most probable class name
+SET = "set"  # output column: the prediction set, a list of class names (may be empty)
 # what predict needs, pinned to this environment: mlflow would otherwise spend ~8 s inferring it
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "scipy")
 
@@ -33,18 +39,29 @@ class SoftmaxPyfunc(mlflow.pyfunc.PythonModel):
     Input: raw pixels 0..255, integer or float, as an ndarray or DataFrame of shape
     (n_samples, 784) or images (n_samples, 28, 28): whatever MLflow's scoring server makes of
     ``dataframe_split``, ``dataframe_records``, CSV, ``inputs`` or ``instances``. Output:
-    DataFrame of shape (n_samples, n_classes + 1), one float64 probability column per class
-    name (rows summing to 1) and ``label``, the most probable class name.
+    DataFrame of shape (n_samples, n_classes + 2), one float64 probability column per class
+    name (rows summing to 1), ``label``, the most probable class name, and ``set``, the
+    prediction set as a list of class names (absent for versions logged before sets existed).
     """
 
+    conformal = None  # a Conformal, or None for a version logged without conformal.json
+
     def load_context(self, context: Any) -> None:
-        """Load the model and its temperature from the logged artefact files."""
+        """Load the model, its temperature and its conformal predictor from the artefacts.
+
+        A conformal file that is listed but missing or corrupt is a DataError (loading fails):
+        the model never serves a silently empty set.
+        """
         # imported here, once MLflow has put the logged code_paths copy on sys.path
+        from mnist_softmax.evaluation.conformal_file import load_conformal
         from mnist_softmax.evaluation.temperature import load_temperature
         from mnist_softmax.model.model_file import load_model
 
         self.model = load_model(context.artifacts[ARTIFACT_MODEL])
         self.temperature = load_temperature(context.artifacts[ARTIFACT_CALIBRATION])
+        if ARTIFACT_CONFORMAL in context.artifacts:
+            path = context.artifacts[ARTIFACT_CONFORMAL]
+            self.conformal = load_conformal(path, len(self.model.class_names))
 
     def predict(
         self, context: Any, model_input: np.ndarray, params: dict | None = None
@@ -65,6 +82,10 @@ class SoftmaxPyfunc(mlflow.pyfunc.PythonModel):
         names = [str(c) for c in self.model.class_names]
         out = pd.DataFrame(proba, columns=names)
         out[LABEL] = np.asarray(names)[proba.argmax(axis=1)]
+        if self.conformal is not None:
+            from mnist_softmax.evaluation.conformal import set_names
+
+            out[SET] = set_names(self.conformal.sets(proba), proba, names)
         return out
 
 
@@ -98,26 +119,34 @@ def pixel_rows(model_input: Any, n_features: int) -> np.ndarray:
 
 
 def log_pyfunc(
-    model_path: str | Path, calibration_path: str | Path, registered_model: str | None
+    model_path: str | Path,
+    calibration_path: str | Path,
+    registered_model: str | None,
+    conformal_path: str | Path,
 ) -> str:
     """Log this file as the active run's model; register it unless ``registered_model`` is
     None. Return the new version ("" when not registered).
 
     The signature declares the output only (one float64 column per class, the string
-    ``label``): :func:`pixel_rows` checks the input. The example input is the mean training
-    image (the scaler's mean), so no data file is read. ``code_paths`` ships the package, so
-    the model loads where it is not installed.
+    ``label``, the array of strings ``set``): :func:`pixel_rows` checks the input. The
+    example input is the mean training image (the scaler's mean), so no data file is read.
+    ``code_paths`` ships the package, so the model loads where it is not installed.
     """
     from mnist_softmax.model.model_file import load_model
 
     model = load_model(model_path)
     classes = [ColSpec("double", str(name)) for name in model.class_names]
-    signature = ModelSignature(inputs=None, outputs=Schema([*classes, ColSpec("string", LABEL)]))
+    outputs = Schema([*classes, ColSpec("string", LABEL), ColSpec(Array("string"), SET)])
+    signature = ModelSignature(inputs=None, outputs=outputs)
     example = np.clip(np.rint(model.scaler.mean), 0, 255).astype(np.uint8)[None, :]
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=__file__,  # model from code: no pickle
-        artifacts={ARTIFACT_MODEL: str(model_path), ARTIFACT_CALIBRATION: str(calibration_path)},
+        artifacts={
+            ARTIFACT_MODEL: str(model_path),
+            ARTIFACT_CALIBRATION: str(calibration_path),
+            ARTIFACT_CONFORMAL: str(conformal_path),
+        },
         code_paths=[str(Path(__file__).parent)],
         signature=signature,
         input_example=example,

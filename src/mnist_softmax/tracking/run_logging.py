@@ -144,7 +144,9 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
             for path in files:
                 _log_artifact(path, folder)
         mlflow.log_text(freeze, "environment/pip-freeze.txt")
-        for name, table in model_card.tables(tables, cfg.paths.confusion).items():
+        for name, table in model_card.tables(
+            tables, cfg.paths.confusion, cfg.paths.conformal_report
+        ).items():
             mlflow.log_table(table, f"tables/{name}.json")
         _log_input_once(_dataset(cfg))
         version = _log_model(cfg, metrics)
@@ -219,9 +221,9 @@ def _log_model(cfg: Config, metrics: dict[str, float]) -> str:
     """
     name = cfg.tracking.registered_model
     if not cfg.tracking.register:
-        log_pyfunc(cfg.paths.model, cfg.paths.calibration, None)
+        log_pyfunc(cfg.paths.model, cfg.paths.calibration, None, cfg.paths.conformal)
         return ""
-    version = log_pyfunc(cfg.paths.model, cfg.paths.calibration, name)
+    version = log_pyfunc(cfg.paths.model, cfg.paths.calibration, name, cfg.paths.conformal)
     client = MlflowClient()
     client.update_registered_model(name, description=model_card.MODEL_DESCRIPTION)
     card = model_card.version_description(cfg, metrics, run_record.data_tags(cfg))

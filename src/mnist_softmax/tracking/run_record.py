@@ -206,11 +206,13 @@ def artifact_files(paths: PathsConfig) -> dict[str, list[Path]]:
         paths.calibration_metrics,
         paths.eval_metrics,
         paths.per_class,
+        paths.conformal_report,
         paths.batch_metrics,
         paths.reliability_uncalibrated,
         paths.reliability_calibrated,
         paths.confusion,
         paths.calibration,
+        paths.conformal,
     ]
     pipeline = ["params.yaml", "dvc.yaml", "dvc.lock"]
     return {

@@ -19,6 +19,8 @@ from mnist_softmax.data.digit_image import normalize_digit
 from mnist_softmax.data.idx import parse_idx
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
+from mnist_softmax.evaluation.conformal import fit_conformal, set_names
+from mnist_softmax.evaluation.conformal_file import load_conformal, save_conformal
 from mnist_softmax.model.model_file import save_model
 from mnist_softmax.model.training import train
 from mnist_softmax.ops import predict
@@ -52,6 +54,8 @@ def workspace(tmp_path_factory, shared_mnist) -> Path:
     (root / "models").mkdir()
     save_model(root / cfg.paths.model, result.model)
     (root / cfg.paths.calibration).write_text(json.dumps({"temperature": TEMPERATURE}))
+    held_out = result.model.predict_proba(val.X, TEMPERATURE)  # scored at the served T
+    save_conformal(root / cfg.paths.conformal, fit_conformal(held_out, val.y, "lac", 0.05))
     (root / "params.yaml").write_text(to_yaml(compose(REPO / "params")))
     return root
 
@@ -130,6 +134,52 @@ def test_probabilities_are_the_models_calibrated_ones_in_every_format(
     assert first[:3] == [str(gz), "0", "7"] and float(first[3]) == pytest.approx(
         uncalibrated.max(), abs=6e-5
     )
+
+
+def test_sets_are_json_arrays_of_names_in_csv_and_json(workspace, test_digits, tmp_path, capsys):
+    """The CSV cell holds the set as JSON text, the JSON a real array; both are the model's."""
+    from mnist_softmax.model.model_file import load_model
+
+    np.save(tmp_path / "x.npy", test_digits.X[:300])
+    P = load_model(workspace / "models/model.npz").predict_proba(test_digits.X[:300], TEMPERATURE)
+    conformal = load_conformal(workspace / "models/conformal.json", 10)
+    expected = set_names(conformal.sets(P), P, [str(k) for k in range(10)])
+    assert {len(s) for s in expected} >= {1, 2}  # one sure and some hesitant images
+    assert _predict(workspace, "--format", "csv", str(tmp_path / "x.npy")) == 0
+    table = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out), dtype={"set": str})
+    assert [json.loads(cell) for cell in table["set"]] == expected
+    assert _predict(workspace, "--format", "json", str(tmp_path / "x.npy")) == 0
+    assert [r["set"] for r in json.loads(capsys.readouterr().out)] == expected
+    assert (
+        _predict(workspace, "--temperature", "2", "--format", "json", str(tmp_path / "x.npy")) == 0
+    )
+    assert "set" not in json.loads(capsys.readouterr().out)[0]  # another T: no guarantee, no set
+
+
+def test_names_with_separators_survive_the_csv_cell():
+    names = ['a, "b"', "7/8: x", "ü ß", ""]
+    proba = pd.DataFrame([[0.5, 0.3, 0.2, 0.0]], columns=names)
+    proba["label"], proba["set"] = names[0], [names[:3]]
+    batch = predict.DigitBatch("f.npy", np.zeros((1, 784), np.uint8), True)
+    table = predict.predictions([batch], proba)
+    cell = pd.read_csv(pd.io.common.StringIO(predict.render(table, "csv")))["set"][0]
+    assert json.loads(cell) == names[:3]
+    assert json.loads(predict.render(table, "json"))[0]["set"] == names[:3]
+
+
+def test_a_corrupt_or_missing_conformal_file_is_one_error(workspace, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    np.save(tmp_path / "x.npy", np.zeros((1, 784), np.uint8))
+    (copy / "models/conformal.json").write_text('{"method": "lac", "alpha": 0.05}')
+    assert _predict(copy, str(tmp_path / "x.npy")) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "conformal.json is not a conformal predictor" in err[0]
+    (copy / "models/conformal.json").unlink()
+    assert _predict(copy, str(tmp_path / "x.npy")) == 3
+    assert "conformal.json not found" in capsys.readouterr().err
 
 
 def test_bad_temperature_and_missing_model_fail_with_one_line(workspace, tmp_path, capsys):

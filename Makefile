@@ -89,6 +89,9 @@ bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
 explore: $(STAMP) ## the interactive softmax page on the trained model, http://127.0.0.1:8050
 	$(BIN)/mnist-softmax explore $(ARGS)
 
+bench-conformal: $(STAMP) ## prediction sets: ours (lac/aps/raps/mondrian), MAPIE, sparsemax support (table; after make run)
+	$(BIN)/mnist-softmax bench-conformal $(ARGS)
+
 bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
 	$(BIN)/mnist-softmax bench-sweep $(ARGS)
 
@@ -122,4 +125,4 @@ sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean
+.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-conformal bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean

@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mnist_softmax.ops.bench_stages",
         "where dvc repro -f spends its time, per stage (start-up, imports, work, DVC)",
     ),
+    "bench-conformal": (
+        "mnist_softmax.ops.conformal_bench",
+        "prediction sets of every conformal method, MAPIE and sparsemax's support (table)",
+    ),
     "predict": ("mnist_softmax.ops.predict", "classify digit images, IDX files or .npy arrays"),
 }
 

@@ -58,6 +58,13 @@ def test_committed_params_yaml_matches_params_tree():
         ("data.files.train_labels.sha256=abc", "64 hex digits"),
         ("optimizer=adam", "Could not find 'optimizer/adam'"),
         ("retrain.lower_is_better=[test/brier]", "retrain.lower_is_better='test/brier'"),
+        ("conformal.alpha=0", "conformal.alpha=0.0 (allowed: 0 < alpha < 1)"),
+        ("conformal.alpha=1.5", "conformal.alpha=1.5"),
+        ("conformal.method=topk", "conformal.method='topk' (allowed: lac | aps | raps)"),
+        ("conformal.mondrian=maybe", "conformal.mondrian='maybe'"),
+        ("conformal.lam=-0.1", "conformal.lam=-0.1 (allowed: float >= 0)"),
+        ("conformal.k_reg=-1", "conformal.k_reg=-1"),
+        ("conformal.holdout=1.0", "conformal.holdout=1.0 (allowed: 0 < share < 1)"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):

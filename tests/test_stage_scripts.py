@@ -185,3 +185,26 @@ def test_pickled_split_is_refused_in_one_line(trained):
     assert proc.returncode == 3
     (line,) = error_lines(proc.stderr)
     assert line.startswith("[calibrate] error: data/prepared/val.npz holds pickled objects")
+
+
+def test_bad_conformal_value_exits_2_before_any_work(workdir):
+    params = workdir / "params.yaml"
+    params.write_text(params.read_text().replace("  alpha: 0.05\n", "  alpha: 1.2\n", 1))
+    proc = stage("calibrate", workdir, stage_env())
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == [
+        "[calibrate] error: invalid config: conformal.alpha=1.2 (allowed: 0 < alpha < 1)"
+    ]
+
+
+def test_corrupt_conformal_file_stops_evaluate_in_one_line(trained):
+    """A model must never be evaluated (or served) with a silently empty set."""
+    assert stage("calibrate", trained, stage_env()).returncode == 0
+    conformal = trained / "models" / "conformal.json"
+    assert '"method": "lac"' in conformal.read_text()
+    conformal.write_text(conformal.read_text()[:200])  # truncated
+    proc = stage("evaluate", trained, stage_env())
+    assert proc.returncode == 3
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith("[evaluate] error: models/conformal.json is not a conformal predictor")
+    assert not (trained / "reports" / "metrics.json").exists()

@@ -25,6 +25,8 @@ from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.idx import gunzip, parse_idx
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split, save_split, split_path
+from mnist_softmax.evaluation.conformal import fit_conformal
+from mnist_softmax.evaluation.conformal_file import save_conformal
 from mnist_softmax.evaluation.temperature import fit_temperature
 from mnist_softmax.model.model_file import save_model
 from mnist_softmax.model.training import train
@@ -51,7 +53,8 @@ def _read(name: str, n: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
-    """Train on 10k real MNIST images; write models/model.npz, calibration.json, test split."""
+    """Train on 10k real MNIST images; write models/model.npz, calibration.json,
+    conformal.json and a test split."""
     if not (MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"real MNIST files not found in {MNIST}")
     X = _read("train-images-idx3-ubyte.gz", 12000).reshape(12000, -1)
@@ -67,6 +70,8 @@ def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
     save_model(root / "models" / "model.npz", model)
     calibration = root / "models" / "calibration.json"
     calibration.write_text(json.dumps({"method": "temperature", "temperature": temperature}))
+    held_out = model.predict_proba(val.X, temperature)  # a test fixture: T's images, too
+    save_conformal(root / "models" / "conformal.json", fit_conformal(held_out, val.y, "lac", 0.05))
     n_test = 2000
     test = Split(
         _read("t10k-images-idx3-ubyte.gz", n_test).reshape(n_test, -1),

@@ -67,11 +67,17 @@ def test_cold_repro_runs_every_stage_and_logs_one_run(repro):
     assert ran_stages(stdout) == ALL_STAGES
     metrics = json.loads((path / "reports/metrics.json").read_text())
     assert metrics["test"]["acc"] >= 0.955  # deskewed: under half the error of LeCun's linear rows
-    for png in ("reliability", "confusion", "curves", "weights", "mistakes"):
+    sets = metrics["conformal"]  # issue 24: the default run's prediction sets at alpha = 0.05
+    assert 0.94 <= sets["coverage"] <= 0.97 and sets["mean_set_size"] <= 1.5
+    assert sets["size_0"] + sets["size_1"] + sets["size_2_or_more"] == pytest.approx(1)
+    report = json.loads((path / "reports/conformal.json").read_text())
+    assert sum(c["n"] for c in report["per_class"].values()) == 10000
+    for png in ("reliability", "confusion", "curves", "weights", "mistakes", "prediction_sets"):
         assert (path / "reports/figures" / f"{png}.png").stat().st_size > 1000
     runs = mlflow_runs(path)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test/acc"] == pytest.approx(metrics["test"]["acc"])
+    assert runs[0].data.metrics["conformal/coverage"] == pytest.approx(sets["coverage"])
     assert runs[0].data.params["optimizer.lr"] == str(composed(path)["optimizer"]["lr"])
 
 
@@ -122,7 +128,7 @@ def test_plots_show_draws_offline_with_the_shipped_template(repro, browser, scre
         assert charts.count() == 4  # loss, accuracy, reliability, confusion
         assert all(charts.nth(i).bounding_box()["height"] > 200 for i in range(4))
         images = page.locator("img")
-        assert images.count() == 5  # the evaluate stage's PNGs
+        assert images.count() == 6  # the evaluate stage's PNGs (prediction_sets.png the sixth)
         assert page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 100)")
         page.screenshot(path=screenshots_dir / "dvc-plots-show.png", full_page=True)
     finally:
@@ -178,10 +184,15 @@ def test_predict_on_the_raw_test_file_through_the_registry_matches_evaluate(repr
     labels = np.frombuffer(
         gzip.decompress((shared_mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:], np.uint8
     )
-    predicted = pd.read_csv(io.StringIO(proc.stdout))["label"].to_numpy()
+    table = pd.read_csv(io.StringIO(proc.stdout), dtype={"label": str, "set": str})
+    predicted = table["label"].astype(int).to_numpy()
     metrics = json.loads((path / "reports/metrics.json").read_text())
     assert len(predicted) == 10000
     assert np.mean(predicted == labels) == metrics["test"]["acc"]
+    sets = [json.loads(cell) for cell in table["set"]]  # the served sets: what evaluate scored
+    covered = [str(y) in s for y, s in zip(labels, sets, strict=True)]
+    assert np.mean(covered) == metrics["conformal"]["coverage"]
+    assert np.mean([len(s) for s in sets]) == pytest.approx(metrics["conformal"]["mean_set_size"])
 
 
 def test_noop_repro_runs_nothing(repro):
@@ -208,8 +219,11 @@ def test_optimizer_change_reruns_train_and_after_only(repro):
 def test_calibration_change_never_retrains(repro):
     path, env, _ = repro
     set_param(path, "calibration/temperature.yaml", "t_max", 10.0)
+    set_param(path, "conformal/default.yaml", "alpha", 0.1)
     out = run(["dvc", "repro"], path, env)
     assert ran_stages(out.stdout) == ["compose", "calibrate", "evaluate", "log"]
+    sets = json.loads((path / "reports/metrics.json").read_text())["conformal"]
+    assert 0.88 <= sets["coverage"] <= 0.92 and sets["mean_set_size"] < 1
 
 
 def test_exp_run_switches_optimizer(repro):

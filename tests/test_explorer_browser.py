@@ -69,7 +69,10 @@ def _api(url: str) -> dict:
         return json.load(response)
 
 
-def test_page_plays_offline_and_follows_the_api(page, explorer_url, screenshots_dir, capsys):
+def test_page_plays_offline_and_follows_the_api(
+    page, explorer_url, screenshots_dir, capsys, tmp_path_factory
+):
+    set_shot = tmp_path_factory.mktemp("shots") / "explorer-set.png"  # outside the work tree
     assert _shown_p(page, 3) == ["0.7361", "0.1643", "0.0996"]  # the articles' example
 
     # the T slider: the numbers shown are the API's answer to the request the page made
@@ -122,6 +125,25 @@ def test_page_plays_offline_and_follows_the_api(page, explorer_url, screenshots_
     _wait(page, "!text('dg-info').includes('true class')")
     shown = [float(t) for t in page.locator("#dg-bars .pval").all_text_contents()]
     assert len(shown) == 10 and math.isclose(sum(shown), 1.0, abs_tol=0.01)
+
+    # the drawn digit's prediction set, as the API computes it, and the alpha slider
+    _wait(page, "text('dg-set').startsWith('at 95% (α = 0.05)')")
+    sizes = {}
+    for alpha in ("0.01", "0.3"):
+        page.fill("#dg-alpha", alpha)
+        _wait(page, f"text('dg-set').includes('α = {alpha}')")
+        drawn = page.evaluate("() => dg.pixels")
+        body = json.dumps({"pixels": drawn, "alpha": float(alpha)}).encode()
+        request = urllib.request.Request(f"{explorer_url}/api/predict", body,
+                                         {"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            expected = json.load(response)["set"]
+        assert page.locator("#dg-set .chip").all_text_contents() == expected
+        sizes[alpha] = len(expected)
+    assert sizes["0.01"] >= sizes["0.3"] >= 0  # a smaller alpha, never a smaller set
+    page.fill("#dg-alpha", "0.05")
+    _wait(page, "text('dg-set').includes('α = 0.05')")
+    page.locator("#digit").screenshot(path=str(set_shot))
 
     page.screenshot(path=str(screenshots_dir / "explorer-full.png"), full_page=True)
     page.locator("#digit").screenshot(path=str(screenshots_dir / "explorer-digit.png"))

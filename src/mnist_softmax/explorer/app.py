@@ -9,7 +9,8 @@ running whatever it is sent)::
     POST /api/regions/step  {"theta": [9 numbers], "lr": 0.5}      one gradient-descent step
     GET  /api/model                                the served model: source, T, class names
     GET  /api/examples?set=test|mistakes           test images / most confident mistakes
-    POST /api/predict  {"pixels": [784 ints 0-255]} or {"image": "<PNG data URL>"} [, "t": T]
+    POST /api/predict  {"pixels": [784 ints 0-255]} or {"image": "<PNG data URL>"}
+                       [, "t": T] [, "alpha": a]  -> p, label, ..., the prediction set at a
 
 The page and its assets are package data served from ``static/``; nothing comes from another
 host (the Content-Security-Policy header says so to the browser too).
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_LOGITS = 10  # the playground's sliders offer 2 to 6; the API takes up to 10
 GRID_MIN, GRID_MAX = 8, 128  # cells per side of the plane's grid
+ALPHA_RANGE = (0.001, 0.999)  # the prediction set's miscoverage, 0 < alpha < 1
 _CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; connect-src 'self'"
 
 
@@ -111,15 +113,18 @@ def create_app(digit: DigitModel) -> Flask:
 
     @app.post("/api/predict")
     def predict_endpoint() -> Response:
-        body = _body(("pixels", "image", "t"))
+        body = _body(("pixels", "image", "t", "alpha"))
         if ("pixels" in body) == ("image" in body):
             raise InputError('send exactly one of "pixels" (784 integers) or "image" (PNG URL)')
         t = inputs.parse_temperature(body["t"]) if "t" in body else None
+        alpha = (
+            inputs.parse_float(body["alpha"], "alpha", *ALPHA_RANGE) if "alpha" in body else None
+        )
         if "pixels" in body:
             pixels = inputs.parse_pixels(body["pixels"], digit.n_pixels)
         else:
             pixels = _drawing(inputs.decode_png_data_url(body["image"]))
-        return jsonify(digit.explain(pixels, t))
+        return jsonify(digit.explain(pixels, t, alpha))
 
     return app
 

@@ -3,6 +3,8 @@
 A logit is a sum over pixels, ``z_k = sum_i x_i W[i, k] + b_k`` with ``x`` the scaled pixels,
 so ``x * W[:, k]`` shows which pixels pushed the predicted class up (positive) or down. The
 examples (a sample of the test split and its most confident mistakes) are picked once at start.
+The prediction set comes from the model's own conformal predictor, at any alpha the page asks
+for, always on the probabilities at the fitted T (the only T its guarantee holds for).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from mnist_softmax.data.digit_image import normalize_digit
 from mnist_softmax.data.splits import Split
+from mnist_softmax.evaluation.conformal import Conformal, set_names
 from mnist_softmax.evaluation.image_grids import most_confident_mistakes
 from mnist_softmax.explorer.playground import probabilities
 from mnist_softmax.model.model_file import SoftmaxModel
@@ -25,12 +28,16 @@ EXAMPLE_SETS = ("test", "mistakes")
 
 @dataclass(frozen=True)
 class DigitModel:
-    """The served model, its fitted temperature, where it came from, and example images."""
+    """The served model, its fitted temperature, where it came from, and example images.
+
+    ``conformal`` makes the prediction sets (None: the model has none, the page says so).
+    """
 
     model: SoftmaxModel
     temperature: float
     source: str
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    conformal: Conformal | None = None
 
     @property
     def n_pixels(self) -> int:
@@ -44,16 +51,21 @@ class DigitModel:
             "class_names": [str(c) for c in self.model.class_names],
             "image_shape": [int(s) for s in self.model.image_shape],
             "examples": {name: len(self.examples.get(name, [])) for name in EXAMPLE_SETS},
-        }
+            "conformal": None if self.conformal is None else {
+                "method": self.conformal.method, "alpha": self.conformal.alpha,
+                "mondrian": self.conformal.mondrian},
+        }  # fmt: skip
 
-    def explain(self, pixels: np.ndarray, temperature: float | None) -> dict[str, Any]:
-        """Return probabilities, prediction, template and contributions for one image.
+    def explain(
+        self, pixels: np.ndarray, temperature: float | None, alpha: float | None = None
+    ) -> dict[str, Any]:
+        """Return probabilities, prediction, template, contributions and set for one image.
 
         ``seen`` is the image as the weights read it (deskewed, if the model deskews): the
         contributions are per pixel of ``seen``, not of the raw ``pixels``.
 
         pixels : ndarray of shape (n_pixels,), uint8, MNIST-style (light ink on dark);
-        temperature : None for the model's fitted one.
+        temperature : None for the model's fitted one; alpha : None for the conformal one.
         """
         t = self.temperature if temperature is None else temperature
         x = self.model.features(pixels[None, :])
@@ -73,7 +85,17 @@ class DigitModel:
             "template": template.round(5).tolist(),
             "contribution": contribution.round(5).tolist(),
             "bias": float(self.model.b[k]),
+            **self._prediction_set(z, alpha),
         }
+
+    def _prediction_set(self, z: np.ndarray, alpha: float | None) -> dict[str, Any]:
+        """``set`` (class names, most probable first) and its ``alpha``; None without sets."""
+        if self.conformal is None:
+            return {"set": None, "alpha": None}
+        a = self.conformal.alpha if alpha is None else alpha
+        p = probabilities(z, self.temperature, self.model.output)  # at the fitted T
+        names = [str(c) for c in self.model.class_names]
+        return {"set": set_names(self.conformal.sets(p, a), p, names)[0], "alpha": a}
 
 
 def drawing_to_pixels(image: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ def load_digit_model(source: ModelSource, prepared_dir: str | Path) -> DigitMode
             log.warning("%s does not fit the model's input: no example images", test_file)
     else:
         log.warning("%s not found (run `make run`): no example images", test_file)
-    return DigitModel(source.model, source.temperature, source.source, examples)
+    return DigitModel(source.model, source.temperature, source.source, examples, source.conformal)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -307,8 +307,11 @@ function paint28(canvas, values, diverging) {
 async function dgPredict(payload) {
   const t = logT($("dg-t"));
   $("dg-t-out").textContent = t.toPrecision(3);
-  const r = await api("predict", "/api/predict", { ...payload, t });
+  const alpha = Number($("dg-alpha").value);
+  $("dg-alpha-out").textContent = alpha.toFixed(2);
+  const r = await api("predict", "/api/predict", { ...payload, t, alpha });
   if (!r) return;
+  dgShowSet(r);
   dg.pixels = r.pixels;
   drawBars($("dg-bars"), dg.names, r.p, r.index);
   paint28($("dg-input"), r.seen || r.pixels, false);  // deskewed, if the model deskews
@@ -318,6 +321,17 @@ async function dgPredict(payload) {
   const truth = dg.truth === null ? "" : ` (true class: ${dg.truth})`;
   $("dg-info").textContent = `predicted ${r.label} with p = ${fmt(r.p[r.index], 4)} at T = ${r.t.toPrecision(3)}${truth}; ` +
     `logit ${fmt(r.logits[r.index], 3)} = sum of the contributions + bias ${fmt(r.bias, 3)}`;
+}
+
+// the set as chips, one per class name (names may hold any text: never joined by commas)
+function dgShowSet(r) {
+  const line = $("dg-set");
+  line.replaceChildren();
+  if (r.set === null) { line.textContent = "this model has no prediction sets (no conformal file)"; return; }
+  line.append(`at ${(100 * (1 - r.alpha)).toFixed(0)}% (α = ${r.alpha.toFixed(2)}): `);
+  if (r.set.length === 0) html("span", { class: "empty" }, line, "empty set: no class is likely enough");
+  for (const name of r.set) html("span", { class: "chip" }, line, name);
+  line.append(` (${r.set.length} ${r.set.length === 1 ? "class" : "classes"})`);
 }
 
 function dgClear() {
@@ -373,6 +387,8 @@ async function dgInit(model) {
   $("dg-test").addEventListener("click", () => dgExample("test"));
   $("dg-mistake").addEventListener("click", () => dgExample("mistakes"));
   $("dg-t").addEventListener("input", () => { if (dg.pixels) dgPredict({ pixels: dg.pixels }); });
+  $("dg-alpha").addEventListener("input", () => { if (dg.pixels) dgPredict({ pixels: dg.pixels }); });
+  if (model.conformal) $("dg-alpha").value = model.conformal.alpha;
   if (model.examples.test > 0) dgExample("test");
 }
 

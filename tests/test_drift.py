@@ -14,7 +14,13 @@ from matplotlib.image import imread
 from mnist_softmax.data.batch_maker import load_source
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.charts import DPI
-from mnist_softmax.evaluation.drift import DRIFT_SIZE, build_drift_figure, drift_report, plot_drift
+from mnist_softmax.evaluation.drift import (
+    DRIFT_SIZE,
+    build_drift_figure,
+    coverage_drift,
+    drift_report,
+    plot_drift,
+)
 
 NAMES = [str(c) for c in range(10)]
 
@@ -111,3 +117,20 @@ def test_the_figure_shows_the_report(train, tmp_path):
     underflow_ax, _, empty = build_drift_figure(report).axes
     assert underflow_ax.get_title() == "Labels: chi-square p < 1e-300"
     assert [t.get_text() for t in empty.texts] == ["no champion: confidence not measured"]
+
+
+def test_coverage_below_one_minus_alpha_is_flagged_per_batch_and_in_the_figure(train):
+    per_batch = {"calm": {"n": 400.0, "coverage": 0.955, "mean_set_size": 1.0},
+                 "rotated": {"n": 400.0, "coverage": 0.90, "mean_set_size": 1.3}}  # fmt: skip
+    coverage = coverage_drift(per_batch, 0.05)
+    assert coverage["target"] == pytest.approx(0.95) and coverage["drift"] is True
+    assert [b["drift"] for b in coverage["batches"].values()] == [False, True]
+    se = np.sqrt(0.05 * 0.95 / 400)
+    assert coverage["batches"]["rotated"]["shortfall_se"] == pytest.approx(0.05 / se)
+    assert coverage_drift({"calm": per_batch["calm"]}, 0.05)["drift"] is False
+    X, y = subset(train, np.arange(60000) < 1200)
+    report = drift_report(X[:200], y[:200], X[200:], y[200:], NAMES, coverage=coverage)
+    json.dumps(report, allow_nan=False)
+    title = build_drift_figure(report)._suptitle.get_text()
+    assert "calm 0.955, rotated 0.900 DRIFT" in title and ">= 0.95" in title
+    assert drift_report(X[:200], y[:200], X[200:], y[200:], NAMES)["coverage"] is None

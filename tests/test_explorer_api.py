@@ -14,6 +14,8 @@ from PIL import Image
 
 from mnist_softmax.data.deskew import deskew
 from mnist_softmax.data.digit_image import normalize_digit
+from mnist_softmax.evaluation.conformal import set_names
+from mnist_softmax.evaluation.conformal_file import load_conformal
 from mnist_softmax.explorer.inputs import MAX_BODY_BYTES
 from mnist_softmax.explorer.regions import line_data, plane_data, plane_regions, split_theta
 from mnist_softmax.model.model_file import load_model
@@ -258,6 +260,28 @@ def test_predict_pixels_gives_the_models_calibrated_probabilities(client, model,
     np.testing.assert_allclose(hot["p"], model.predict_proba(test.X[:1], 5.0)[0], rtol=1e-12)
 
 
+def test_predict_returns_the_conformal_set_at_any_alpha(client, model, trained_files):
+    """The set is the conformal file's, on the fitted-T probabilities, whatever t is asked."""
+    conformal = load_conformal(trained_files.model.parent / "conformal.json", 10)
+    X = trained_files.test.X[:60]
+    P = model.predict_proba(X, trained_files.temperature)
+    names = [str(k) for k in range(10)]
+    assert ok(client.get("/api/model"))["conformal"] == {
+        "method": "lac",
+        "alpha": 0.05,
+        "mondrian": False,
+    }
+    for alpha in (None, 0.01, 0.3):
+        expected = set_names(conformal.sets(P, alpha), P, names)
+        extra = {} if alpha is None else {"alpha": alpha}
+        got = [ok(client.post("/api/predict", json={"pixels": x.tolist(), "t": 3, **extra}))
+               for x in X]  # fmt: skip
+        assert [r["set"] for r in got] == expected
+        assert {r["alpha"] for r in got} == {0.05 if alpha is None else alpha}
+    sizes = [len(s) for s in set_names(conformal.sets(P, 0.01), P, names)]
+    assert max(sizes) > 1  # the small alpha asks for hesitant sets on some images
+
+
 def test_predict_image_goes_through_the_mnist_normalisation(client, trained_files):
     test = trained_files.test
     hits = 0
@@ -282,6 +306,7 @@ BAD_PREDICT = [
     ({"pixels": "0,0,0"}, "pixels must be a list"),
     ({"pixels": [0] * 784, "t": 0}, "t=0 is out of range"),
     ({"pixels": [0] * 784, "t": "hot"}, "t must be a number"),
+    ({"pixels": [0] * 784, "alpha": 1}, "alpha=1 is out of range (allowed: 0.001 to 0.999)"),
     ({"pixels": [0] * 784, "image": "data:image/png;base64,"}, "exactly one of"),
     ({}, "exactly one of"),
     ({"pixels": [0] * 784, "colour": 1}, "unknown field 'colour'"),

@@ -72,6 +72,13 @@ def test_a_full_cycle_on_new_data(tmp_path, shared_mnist):
     assert drift["n_new"] == 1500 and drift["n_pool"] == 60000 and drift["batches"] == ["week-1"]
     assert drift["champion"]["new_batches/acc"] == report["monitoring"]["new_batches/acc"]
     assert (path / report["drift_report"][1]).read_bytes()[:4] == b"\x89PNG"
+    # the champion's prediction sets on the held-out slice: rotated, shifted digits are not
+    # exchangeable with MNIST's, and the sets fall short of their promise: a drift signal
+    coverage = drift["coverage"]
+    week = coverage["batches"]["week-1"]
+    assert coverage["alpha"] == 0.05 and week["n"] == 300
+    assert week["drift"] == (week["coverage"] < 0.95) == coverage["drift"]
+    assert week["coverage"] < 0.95 and week["mean_set_size"] > 0
 
     # both models compared on the held-out slice too, and the decision follows the rule
     scores = report["metrics"]

@@ -10,6 +10,11 @@ Three signals, each for a different failure:
 - confidence: the champion's top probability on the new images against the test split. A
   model that is less sure on the new data is the first sign it reads it worse, before labels
   are checked.
+- coverage: the share of each new batch's held-out slice whose champion prediction set holds
+  the true class. The conformal guarantee (coverage >= 1 - alpha) assumes new images are
+  exchangeable with the held-out validation images; coverage below 1 - alpha on a batch is
+  the sign that they are not: a drift signal that, unlike the others, is measured against a
+  promise the model made.
 """
 
 from __future__ import annotations
@@ -85,6 +90,24 @@ def _confidence_drift(new: np.ndarray, test: np.ndarray, n_bins: int) -> dict[st
             "hist_new": hist_new.tolist(), "hist_test": hist_test.tolist()}  # fmt: skip
 
 
+def coverage_drift(per_batch: dict[str, dict[str, float]], alpha: float) -> dict[str, Any]:
+    """Flag each batch whose set coverage is below ``1 - alpha`` (the guarantee's promise).
+
+    ``per_batch``: batch name -> ``{"n", "coverage", "mean_set_size"}`` on its held-out slice.
+    ``drift`` is true when any batch falls short. A small slice falls short by chance too
+    (coverage of n images has a standard error of about ``sqrt(alpha (1 - alpha) / n)``), so
+    each batch also says by how many standard errors (``shortfall_se``).
+    """
+    target = 1.0 - alpha
+    batches = {}
+    for name, scores in per_batch.items():
+        se = float(np.sqrt(alpha * (1 - alpha) / max(scores["n"], 1)))
+        batches[name] = {**scores, "drift": bool(scores["coverage"] < target),
+                         "shortfall_se": float((target - scores["coverage"]) / se)}  # fmt: skip
+    drift = any(b["drift"] for b in batches.values())
+    return {"alpha": float(alpha), "target": target, "batches": batches, "drift": drift}
+
+
 def drift_report(
     new_X: np.ndarray,
     new_y: np.ndarray,
@@ -94,11 +117,14 @@ def drift_report(
     confidence_new: np.ndarray | None = None,
     confidence_test: np.ndarray | None = None,
     n_bins: int = 10,
+    coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON drift report of a new batch (pixels (n, 784) uint8) against the training pool.
 
     ``confidence_*`` are the champion's top probabilities on the new images and the test split;
-    without them (no champion yet) the report's ``confidence`` is None.
+    without them (no champion yet) the report's ``confidence`` is None. ``coverage`` is the
+    :func:`coverage_drift` of the champion's prediction sets (None: no champion, or one
+    registered before prediction sets).
     """
     _check(new_X, new_y, len(class_names), "new batch")
     _check(pool_X, pool_y, len(class_names), "training pool")
@@ -109,6 +135,7 @@ def drift_report(
         "labels": _label_drift(np.asarray(new_y), np.asarray(pool_y), list(class_names)),
         "ink": _ink_drift(new_X, pool_X),
         "confidence": _confidence_drift(confidence_new, confidence_test, n_bins) if both else None,
+        "coverage": coverage,
     }
 
 
@@ -140,8 +167,18 @@ def build_drift_figure(report: dict[str, Any]) -> Figure:
         ax_conf.set(xlabel="champion's top probability", ylabel="share of images",
                     title=f"Confidence: mean shift {conf['shift']:+.3f}")  # fmt: skip
         ax_conf.legend(loc="upper left")
-    fig.suptitle(f"Drift: new batch (n={report['n_new']}) vs training pool (n={report['n_pool']})")
+    fig.suptitle(f"Drift: new batch (n={report['n_new']}) vs training pool (n={report['n_pool']})"
+                 f"{_coverage_line(report.get('coverage'))}")  # fmt: skip
     return fig
+
+
+def _coverage_line(coverage: dict[str, Any] | None) -> str:
+    """The suptitle's second line: each batch's set coverage against 1 - alpha, drift flagged."""
+    if not coverage:
+        return ""
+    parts = [f"{name} {b['coverage']:.3f}{' DRIFT' if b['drift'] else ''}"
+             for name, b in coverage["batches"].items()]  # fmt: skip
+    return f"\nprediction-set coverage (target >= {coverage['target']:.2f}): " + ", ".join(parts)
 
 
 def _legend_above_bars(ax) -> None:

@@ -19,7 +19,8 @@ from mnist_softmax.config import NEW_BATCH_METRICS, Config, RetrainConfig
 from mnist_softmax.data.batch_store import AcceptedBatch, load_batches
 from mnist_softmax.data.prepare import load_raw, training_pool
 from mnist_softmax.data.splits import Split, concat_splits
-from mnist_softmax.evaluation.drift import drift_report, plot_drift
+from mnist_softmax.evaluation.batch_scores import set_scores
+from mnist_softmax.evaluation.drift import coverage_drift, drift_report, plot_drift
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def watch_champion(cfg: Config, name: str, champion: str, found: Arrivals, stem:
     report = drift_report(
         whole.X, whole.y, pool.X, pool.y, list(cfg.data.class_names),
         registry.confidences(served, whole.X), registry.confidences(served, test.X),
+        coverage=champion_coverage(served, found),
     )  # fmt: skip
     report["batches"] = found.names
     report["champion"] = {"version": champion, **watched}
@@ -100,4 +102,23 @@ def watch_champion(cfg: Config, name: str, champion: str, found: Arrivals, stem:
         watched.get("new_batches/nll_calibrated", np.inf), labels["p_value"],
         report["ink"]["intensity_shift"], json_path,
     )  # fmt: skip
+    if report["coverage"] and report["coverage"]["drift"]:
+        short = [n for n, b in report["coverage"]["batches"].items() if b["drift"]]
+        log.warning("WARNING: the champion's prediction sets cover less than %.2f on the "
+                    "held-out slices of %s: drift", report["coverage"]["target"],
+                    ", ".join(short))  # fmt: skip
     return watched, [json_path, png_path]
+
+
+def champion_coverage(served, found: Arrivals) -> dict | None:
+    """The :func:`coverage_drift` of the served champion's sets on each new batch's held-out
+    slice; None for a champion registered before prediction sets."""
+    conformal = getattr(served, "conformal", None)
+    if conformal is None:
+        return None
+    per_batch = {}
+    for batch in found.new:
+        part = batch.held_out_part()
+        scores = set_scores(served.model, served.temperature, conformal, part)
+        per_batch[batch.name] = {"n": float(len(part)), **scores}
+    return coverage_drift(per_batch, conformal.alpha)

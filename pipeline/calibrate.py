@@ -13,11 +13,9 @@ import numpy as np
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
 from mnist_softmax.data.splits import load_split, split_path
-from mnist_softmax.evaluation.conformal import fit_conformal, holdout_mask
+from mnist_softmax.evaluation.calibration_split import calibrate_with_sets
 from mnist_softmax.evaluation.conformal_file import save_conformal
-from mnist_softmax.evaluation.temperature import calibrate
 from mnist_softmax.model.model_file import load_model
-from mnist_softmax.model.outputs import probabilities
 from mnist_softmax.stage import log, run_stage
 
 # the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)
@@ -25,23 +23,18 @@ PARAMS = ("calibration", "conformal", "data.split_seed", "evaluation.n_bins", "e
 
 
 def main(cfg: Config) -> None:
-    model, cal, conf = load_model(cfg.paths.model), cfg.calibration, cfg.conformal
+    model = load_model(cfg.paths.model)
     val = load_split(split_path(cfg.paths.prepared_dir, "val"))
-    held = holdout_mask(val.y, conf.holdout, np.random.default_rng(cfg.data.split_seed))
-    z = model.logits(val.X).astype(np.float64)
-    result = calibrate(z[~held], val.y[~held], cal.method, cal.t_min, cal.t_max,
-                       cfg.evaluation.n_bins, cfg.evaluation.binning, model.output)  # fmt: skip
+    fitted = calibrate_with_sets(model.logits(val.X), val.y, cfg, model.output)
+    result, sets = fitted.result, fitted.conformal
     write_json(cfg.paths.calibration, result.to_params())
     write_json(cfg.paths.calibration_metrics, result.to_metrics())
-    proba = probabilities(z[held], model.output, result.temperature)
-    sets = fit_conformal(proba, val.y[held], conf.method, conf.alpha, conf.lam, conf.k_reg,
-                         conf.mondrian)  # fmt: skip
     save_conformal(cfg.paths.conformal, sets)
     log.info("T = %.4f (%d val images): %s %.4f -> %.4f, ECE %.4f -> %.4f; conformal %s%s at "
-             "alpha %g on %d held-out images: threshold %s", result.temperature, (~held).sum(),
-             result.criterion, result.loss, result.loss_calibrated, result.ece,
-             result.ece_calibrated, conf.method, " (mondrian)" if conf.mondrian else "",
-             conf.alpha, held.sum(), np.round(sets.thresholds(), 4))  # fmt: skip
+             "alpha %g on %d held-out images: threshold %s", result.temperature,
+             fitted.n_temperature, result.criterion, result.loss, result.loss_calibrated,
+             result.ece, result.ece_calibrated, sets.method, " (mondrian)" if sets.mondrian
+             else "", sets.alpha, fitted.n_heldout, np.round(sets.thresholds(), 4))  # fmt: skip
 
 
 if __name__ == "__main__":

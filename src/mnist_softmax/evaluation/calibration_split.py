@@ -1,0 +1,48 @@
+"""The calibrate stage's work: T on one part of the validation split, the sets on the other.
+
+Split conformal prediction needs held-out images that neither the model nor the temperature
+saw; the validation split is the only labelled data outside training and test, so it is cut in
+two, stratified by class and seeded by ``data.split_seed``: T is fitted on the first part, the
+conformal predictor on the calibrated probabilities of the second (``conformal.holdout`` of
+the images). The calibrate stage and the fast sweep both call :func:`calibrate_with_sets`, so a
+fast sweep's T and sets are those its DVC experiment would write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mnist_softmax.config import Config
+from mnist_softmax.evaluation.conformal import Conformal, fit_conformal, holdout_mask
+from mnist_softmax.evaluation.temperature import CalibrationResult, calibrate
+from mnist_softmax.model.outputs import probabilities
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The fitted temperature (with its validation metrics) and conformal predictor."""
+
+    result: CalibrationResult
+    conformal: Conformal
+    n_temperature: int  # validation images T was fitted on
+    n_heldout: int  # validation images the conformal scores came from
+
+
+def calibrate_with_sets(logits: np.ndarray, y: np.ndarray, cfg: Config, output: str) -> Calibrated:
+    """Fit T and the conformal predictor on the two parts of the validation split.
+
+    logits : ndarray of shape (n_samples, n_classes), the model's validation logits;
+    y : ndarray of shape (n_samples,). Reads ``calibration.*``, ``conformal.*``,
+    ``data.split_seed``, ``evaluation.n_bins`` and ``evaluation.binning`` from ``cfg``.
+    """
+    cal, conf = cfg.calibration, cfg.conformal
+    z = np.asarray(logits, dtype=np.float64)
+    held = holdout_mask(y, conf.holdout, np.random.default_rng(cfg.data.split_seed))
+    result = calibrate(z[~held], y[~held], cal.method, cal.t_min, cal.t_max,
+                       cfg.evaluation.n_bins, cfg.evaluation.binning, output)  # fmt: skip
+    proba = probabilities(z[held], output, result.temperature)
+    conformal = fit_conformal(proba, y[held], conf.method, conf.alpha, conf.lam, conf.k_reg,
+                              conf.mondrian)  # fmt: skip
+    return Calibrated(result, conformal, int((~held).sum()), int(held.sum()))

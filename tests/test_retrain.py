@@ -200,7 +200,12 @@ def manual_rollback(path, env):
 
 def champion_moved_during_the_job_is_not_overwritten(path, env):
     assert champion(path) == "3"  # the weak model: any real challenger beats it
-    proc = start_retrain(path, env, "-S", "optimizer.epochs=11", "-S", "data.deskew=true")
+    # ... on accuracy and NLL: an underfit model can be the better calibrated one (v3's ECE
+    # is about 0.007 with T fitted on half the validation split, next to 0.011), and that
+    # rule is not what this step tests
+    accuracy_and_nll = ("-S", "retrain.lower_is_better=[test/nll_calibrated]")
+    proc = start_retrain(path, env, "-S", "optimizer.epochs=11", "-S", "data.deskew=true",
+                         *accuracy_and_nll)  # fmt: skip
     wait_for_line(proc, "[train] epoch 1/11")
     client(path).set_registered_model_alias(NAME, "champion", "1")  # someone else promotes v1
     out, _ = proc.communicate(timeout=300)

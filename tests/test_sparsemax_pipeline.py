@@ -66,7 +66,8 @@ def test_stage_outputs_describe_a_sparse_model(pipeline: Path):
     assert 1 < test["support_calibrated"] < 3 and 0.3 < test["single_calibrated"] < 1
     figures = pipeline / paths.figures_dir
     assert sorted(p.name for p in figures.iterdir()) == sorted(
-        f"{n}.png" for n in ("reliability", "confusion", "curves", "weights", "mistakes")
+        f"{n}.png"
+        for n in ("reliability", "confusion", "curves", "weights", "mistakes", "prediction_sets")
     )
 
 
@@ -85,7 +86,7 @@ def test_logged_run_and_registered_pyfunc_serve_exact_zeros(pipeline: Path):
     version = run_.data.tags["registered_model_version"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/{version}")
     test = load_split(split_path(pipeline / cfg.paths.prepared_dir, "test"))
-    proba = pyfunc.predict(test.X).drop(columns="label").to_numpy()
+    proba = pyfunc.predict(test.X).drop(columns=["label", "set"]).to_numpy()
     model = load_model(pipeline / cfg.paths.model)
     temperature = load_temperature(pipeline / cfg.paths.calibration)
     np.testing.assert_array_equal(proba, model.predict_proba(test.X, temperature))

@@ -82,7 +82,7 @@ def test_fast_sweep_logs_ranks_and_its_commands_reproduce(tmp_path, file_mirror)
     assert best.data.params["optimizer.lr"] == "0.5" and "data.val_size" in best.data.params
     assert best.data.tags["git.commit"] != "unknown" and best.data.tags["env.freeze_sha256"]
     assert "dvc.preprocess.data/prepared" in best.data.tags
-    curve = client.get_metric_history(best.info.run_id, "curve/val/nll")
+    curve = client.get_metric_history(best.info.run_id, "val/nll")
     assert [m.step for m in curve] == [1, 2]
 
     # the printed command, run as a normal DVC experiment, writes the same metrics

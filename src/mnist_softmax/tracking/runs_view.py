@@ -21,11 +21,17 @@ URL_PARAMETER = "viewStateShareKey"
 
 
 def view_state() -> str:
-    """Return the tag's value: headline metric columns first, then the model and dataset."""
-    columns = [f"metrics.`{key}`" for key in HEADLINE]
-    columns += ["attributes.`Models`", "attributes.`Dataset`"]
+    """Return the tag's value: the headline metrics as columns, wide enough to read.
+
+    Column ids are the runs grid's own (``attributes.`Run Name```, ``metrics.`test/acc```).
+    The model and dataset columns are left out, so the three metric columns fit beside the
+    name without scrolling. (A ``columnOrder`` is not applied reliably by MLflow 3.17's grid
+    on a first visit; the metric columns come in name order after Created and Duration.)
+    """
+    metrics = [f"metrics.`{key}`" for key in HEADLINE]
     state = {
-        "selectedColumns": columns,
+        "selectedColumns": metrics,
+        "columnWidths": {"attributes.`Run Name`": 280, **dict.fromkeys(metrics, 150)},
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
     }

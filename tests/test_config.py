@@ -58,6 +58,9 @@ def test_committed_params_yaml_matches_params_tree():
         ("data.files.train_labels.sha256=abc", "64 hex digits"),
         ("optimizer=adam", "Could not find 'optimizer/adam'"),
         ("retrain.lower_is_better=[test/brier]", "retrain.lower_is_better='test/brier'"),
+        ("data.class_names=[a,b,a]", "(allowed: distinct names)"),
+        ("data.class_names=[a,' ']", "(allowed: non-blank printable text"),
+        ("data.class_names=[a,label]", "data.class_names=['label'] (allowed: names other than"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):

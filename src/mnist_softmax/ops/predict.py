@@ -54,7 +54,8 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
     """Return one row per image: file, index, label, probability, top3, then ``p_<class>``.
 
     ``index`` is the image's position inside an IDX / ``.npy`` file (empty for an image
-    file); ``top3`` reads ``7:0.9974 3:0.0023 9:0.0003``.
+    file); ``top3`` holds ``[[class, p], ...]``, the three most probable classes. Class names
+    are any text (commas, colons, quotes), so they are never joined into one string here.
     """
     classes = [c for c in proba.columns if c != LABEL]
     P = proba[classes].to_numpy()
@@ -64,7 +65,7 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
     sizes = [len(b.pixels) for b in batches]
     index = np.concatenate([np.arange(n) for n in sizes])
     indexed = np.repeat([b.indexed for b in batches], sizes)
-    top3 = [" ".join(f"{c}:{q:.4f}" for c, q in zip(cs, qs, strict=True))
+    top3 = [list(zip(cs.tolist(), qs.tolist(), strict=True))
             for cs, qs in zip(names[top], top_p, strict=True)]  # fmt: skip
     frame = pd.DataFrame(
         {
@@ -79,15 +80,24 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
-    """Format the predictions as an aligned table, CSV or one JSON array of objects."""
+    """Format the predictions as an aligned table, CSV or one JSON array of objects.
+
+    CSV writes ``top3`` as JSON text (``[["7", 0.9974], ...]``): one cell a reader can parse
+    whatever the class names hold; the table shows ``7 (0.9974)  3 (0.0023)`` for people.
+    """
     if fmt == "csv":
-        return table.to_csv(index=False)
+        return table.assign(top3=table["top3"].map(_json_text)).to_csv(index=False)
     if fmt == "json":
-        return json.dumps([_record(row) for row in table.to_dict("records")]) + "\n"
+        return _json_text([_record(row) for row in table.to_dict("records")]) + "\n"
     shown = table[["file", "index", "label", "probability", "top3"]].copy()
+    shown["top3"] = shown["top3"].map(lambda top: "  ".join(f"{c} ({p:.4f})" for c, p in top))
     shown["index"] = shown["index"].astype("string").fillna("")
     shown["probability"] = shown["probability"].map("{:.4f}".format)
     return shown.to_string(index=False) + "\n"
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _record(row: dict) -> dict:

@@ -30,10 +30,10 @@ def test_compare_prints_the_last_runs_with_key_params_and_metrics(logged_runs, c
     assert compare.main(["-n", "5", "--params", str(root / "params.yaml")]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
-    assert header[:4] == ["run", "start", "status", "exp"]
-    assert {"lr", "acc", "nll_cal", "ece", "ece_cal", "T", "version"} <= set(header)
+    assert header[:4] == ["run", "start", "status", "name"]
+    assert {"acc", "nll_cal", "ece", "ece_cal", "T", "version", "exp"} <= set(header)
     row = next(line for line in out.splitlines() if "exp-b" in line)
-    assert logged.run_id[:8] in row and "0.05" in row and "sgd" in row
+    assert logged.run_id[:8] in row and "optimizer.epochs=3 optimizer.lr=0.05" in row
 
 
 def test_compare_csv_is_machine_readable_and_full_precision(logged_runs, capsys, monkeypatch):
@@ -44,6 +44,7 @@ def test_compare_csv_is_machine_readable_and_full_precision(logged_runs, capsys,
     assert list(table.columns) == list(compare.COLUMNS)
     row = table.set_index("run").loc[logged.run_id]
     assert row["acc"] == pytest.approx(0.91) and row["exp"] == "exp-a"
+    assert row["name"] == "optimizer.epochs=3 optimizer.lr=0.1"  # as in the MLflow UI
     assert str(row["version"]) == logged.model_version
 
 

@@ -65,6 +65,9 @@ def test_committed_params_yaml_matches_params_tree():
         ("conformal.lam=-0.1", "conformal.lam=-0.1 (allowed: float >= 0)"),
         ("conformal.k_reg=-1", "conformal.k_reg=-1"),
         ("conformal.holdout=1.0", "conformal.holdout=1.0 (allowed: 0 < share < 1)"),
+        ("data.class_names=[a,b,a]", "(allowed: distinct names)"),
+        ("data.class_names=[a,' ']", "(allowed: non-blank printable text"),
+        ("data.class_names=[a,label]", "data.class_names=['label'] (allowed: names other than"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):

@@ -77,7 +77,7 @@ def test_cold_repro_runs_every_stage_and_logs_one_run(repro):
     runs = mlflow_runs(path)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test/acc"] == pytest.approx(metrics["test"]["acc"])
-    assert runs[0].data.metrics["conformal/coverage"] == pytest.approx(sets["coverage"])
+    assert runs[0].data.metrics["test_sets/coverage"] == pytest.approx(sets["coverage"])
     assert runs[0].data.params["optimizer.lr"] == str(composed(path)["optimizer"]["lr"])
 
 
@@ -201,7 +201,12 @@ def test_noop_repro_runs_nothing(repro):
     noop = run(["dvc", "repro"], path, env)
     print(f"no-op dvc repro: {time.perf_counter() - started:.1f} s")
     assert ran_stages(noop.stdout) == []
-    assert len(mlflow_runs(path)) == 1
+    (only,) = mlflow_runs(path)
+    assert only.info.run_name == "default"  # the shipped config, as `make run` logs it
+    assert len(only.data.metrics) <= 35 and not any(
+        k.startswith("calibration/") for k in only.data.metrics
+    )
+    assert only.data.tags["calibration.at_bound"] in ("true", "false")  # flags are tags
 
 
 def test_optimizer_change_reruns_train_and_after_only(repro):
@@ -238,6 +243,8 @@ def test_exp_run_switches_optimizer(repro):
     last = mlflow_runs(path)[-1]
     assert last.data.params["optimizer.name"] == "lbfgs"
     assert last.data.tags["dvc.exp_name"]
+    assert last.info.run_name == "optimizer=lbfgs optimizer.max_iter=30"  # what -S changed
+    assert len(last.data.metrics) <= 35
 
 
 def test_queued_sweep_logs_one_run_per_experiment(repro):
@@ -255,6 +262,7 @@ def test_queued_sweep_logs_one_run_per_experiment(repro):
     assert "Failed" not in status, status
     runs = mlflow_runs(path)[before:]
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.02", "0.2"]
+    assert sorted(r.info.run_name for r in runs) == ["optimizer.lr=0.02", "optimizer.lr=0.2"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert len({r.data.tags["registered_model_version"] for r in runs}) == 2
 

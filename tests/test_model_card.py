@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 from tracking_fixtures import EXPERIMENT, REGISTERED, write_fake_outputs
 
@@ -13,27 +14,21 @@ from mnist_softmax.tracking import model_card, run_record
 pytestmark = pytest.mark.slow
 
 
-def test_split_metrics_sends_per_class_values_to_tables():
-    merged = {"test/acc": 0.9, "counts/train/0": 5.0, "per_class/0/f1": 0.8, "temperature": 1.0}
-    metrics, tables = run_record.split_metrics(merged)
-    assert metrics == {"test/acc": 0.9, "temperature": 1.0}
-    assert tables == {"counts/train/0": 5.0, "per_class/0/f1": 0.8}
-
-
-def test_tables_are_wide_per_class_frames(tmp_path):
-    values = {"per_class/0/f1": 0.8, "per_class/1/f1": 0.7, "per_class/0/recall": 0.9,
-              "per_class/1/recall": 0.6, "counts/train/0": 5.0, "counts/test/0": 2.0,
-              "counts/train/1": 4.0, "counts/test/1": 1.0}  # fmt: skip
+def test_tables_are_wide_per_class_frames_with_names_as_cells(tmp_path):
+    names = ["a/b", 'c,"d"']  # class names are text: slashes, commas, quotes
+    per_class = {names[0]: {"recall": 0.9, "f1": 0.8}, names[1]: {"recall": 0.6, "f1": 0.7}}
+    counts = {"train": {names[0]: 5, names[1]: 4}, "test": {names[0]: 2, names[1]: 1}}
     confusion = tmp_path / "confusion.csv"
-    confusion.write_text("actual,predicted\n0,0\n0,1\n1,1\n")
-    out = model_card.tables(values, confusion)
+    pairs = {"actual": [names[0], names[0], names[1]], "predicted": [names[0], names[1], names[1]]}
+    pd.DataFrame(pairs).to_csv(confusion, index=False)
+    out = model_card.tables(per_class, counts, confusion)
     assert out["per_class"].to_dict("list") == {
-        "class": ["0", "1"], "f1": [0.8, 0.7], "recall": [0.9, 0.6]
+        "class": names, "f1": [0.8, 0.7], "recall": [0.9, 0.6]
     }  # fmt: skip
     assert out["class_counts"].to_dict("list") == {
-        "class": ["0", "1"], "test": [2.0, 1.0], "train": [5.0, 4.0]
+        "class": names, "test": [2, 1], "train": [5, 4]
     }  # fmt: skip
-    assert out["confusion"].to_dict("list") == {"actual": ["0", "1"], "0": [1, 0], "1": [1, 1]}
+    assert out["confusion"].to_dict("list") == {"actual": names, names[0]: [1, 0], names[1]: [1, 1]}
 
 
 def test_experiment_runs_and_versions_carry_what_the_ui_shows(logged_runs, tracking_store):
@@ -46,9 +41,9 @@ def test_experiment_runs_and_versions_carry_what_the_ui_shows(logged_runs, track
     run = client.get_run(logged.run_id)
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("test acc 0.9100, calibrated NLL 0.2810") and "exp-a" in note
-    assert 20 <= len(run.data.metrics) <= 40  # 5 of them: conformal/* (the prediction sets)
-    assert run.data.metrics["conformal/coverage"] == 0.95
-    assert not [k for k in run.data.metrics if k.startswith(run_record.TABLE_PREFIXES)]
+    assert 20 <= len(run.data.metrics) <= 40  # 5 of them: test_sets/* (the prediction sets)
+    assert run.data.metrics["test_sets/coverage"] == 0.95
+    assert not [k for k in run.data.metrics if k.startswith(run_record.NOT_METRICS)]
     tables = {a.path for a in client.list_artifacts(logged.run_id, "tables")}
     assert {"tables/per_class.json", "tables/confusion.json"} <= tables
     assert {"tables/set_coverage_class.json", "tables/set_coverage_size.json"} <= tables

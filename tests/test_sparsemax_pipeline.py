@@ -81,8 +81,8 @@ def test_logged_run_and_registered_pyfunc_serve_exact_zeros(pipeline: Path):
     run_ = mlflow.search_runs(experiment_names=["sparsemax-tests"], output_format="list")[0]
     assert run_.data.params["model.output"] == "sparsemax"
     metrics = run_.data.metrics
-    assert "test/support_calibrated" in metrics and "test/nll_calibrated" not in metrics
-    assert "curve/val/sparsemax_loss" in metrics
+    assert "test_detail/support_calibrated" in metrics and "test/nll_calibrated" not in metrics
+    assert "val/sparsemax_loss" in metrics
     version = run_.data.tags["registered_model_version"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/{version}")
     test = load_split(split_path(pipeline / cfg.paths.prepared_dir, "test"))

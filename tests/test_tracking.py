@@ -33,7 +33,30 @@ def test_flatten_params_dots_lists_and_long_values(tmp_path):
 def test_flatten_metrics_nests_with_slash_and_prefixes_top_level():
     data = {"train_seconds": 1.5, "optimizer": "sgd", "at_bound": True, "val": {"acc": 0.9}}
     flat = run_record.flatten_metrics(data, "train/")
-    assert flat == {"train/train_seconds": 1.5, "train/at_bound": 1.0, "val/acc": 0.9}
+    assert flat == {"train/train_seconds": 1.5, "train/at_bound": True, "val/acc": 0.9}
+
+
+def test_mlflow_values_rename_drop_and_turn_flags_into_tags():
+    merged = {
+        "test/acc": 0.9, "test/nll": 0.3, "test/support": 10.0, "temperature": 1.1,
+        "calibration/temperature": 1.1, "calibration/at_bound": False, "val/acc": 0.8,
+        "val/ece": 0.02, "train/train_seconds": 2.0, "size/train": 5.0, "counts/test/a/b": 3.0,
+        "per_class/a/b/f1": 0.5, "conformal/coverage": 0.95, "batch/week-1/acc": 0.9,
+    }  # fmt: skip
+    metrics, tags = run_record.mlflow_values(merged, "softmax")
+    assert metrics == {
+        "test/acc": 0.9, "test_detail/nll": 0.3, "temperature": 1.1, "val/ece": 0.02,
+        "train/train_seconds": 2.0, "test_sets/coverage": 0.95, "test_batches/week-1/acc": 0.9,
+    }  # fmt: skip
+    assert tags == {"calibration.at_bound": "false"}
+    sparse, _ = run_record.mlflow_values(merged, "sparsemax")
+    assert sparse["test_detail/support"] == 10.0
+    # MLflow orders chart sections by name: the headline's section must come first
+    sections = {name.split("/")[0] for name in metrics if "/" in name}
+    assert min(sections) == "test" == run_record.HEADLINE[0].split("/")[0]
+    assert run_record.curve_name("lr") == "train/lr" and run_record.curve_name("val/nll") == (
+        "val/nll"
+    )
 
 
 def test_resolve_store_env_wins_then_config_then_dvc_root(monkeypatch, tmp_path):
@@ -83,8 +106,10 @@ def test_logged_run_has_params_metrics_curves_artifacts_tags_input_and_version(l
     metrics = run.data.metrics
     assert metrics["test/acc"] == pytest.approx(0.91)
     assert {"test/nll_calibrated", "val/nll", "train/train_seconds", "temperature"} <= set(metrics)
-    assert metrics["calibration/at_bound"] == 0.0
-    history = client.get_metric_history(logged.run_id, "curve/val/nll")
+    assert "test_detail/support" not in metrics  # sparsemax-only, and this is a softmax run
+    assert run.data.tags["calibration.at_bound"] == "false"
+    assert not [k for k in metrics if k.startswith(("calibration/", "curve/", "size/"))]
+    history = client.get_metric_history(logged.run_id, "val/nll")
     assert sorted(m.step for m in history) == [1, 2, 3]
     names = {a.path for a in client.list_artifacts(logged.run_id, "reports/figures")}
     assert "reports/figures/reliability.png" in names
@@ -97,7 +122,8 @@ def test_logged_run_has_params_metrics_curves_artifacts_tags_input_and_version(l
     pipeline = {a.path for a in client.list_artifacts(logged.run_id, "pipeline")}
     assert {"pipeline/params.yaml", "pipeline/dvc.lock"} <= pipeline
     tags = run.data.tags
-    assert tags["dvc.exp_name"] == "exp-a" and run.info.run_name == "exp-a"
+    assert tags["dvc.exp_name"] == "exp-a"
+    assert run.info.run_name == "optimizer.epochs=3 optimizer.lr=0.1"  # what differs in params/
     assert len(tags["env.freeze_sha256"]) == 64
     assert tags["dvc.train.models/model.npz"] == "a" * 32
     assert tags["data.sha256.train_images"] == cfg.data.files.train_images.sha256
@@ -105,6 +131,8 @@ def test_logged_run_has_params_metrics_curves_artifacts_tags_input_and_version(l
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "mnist"
     assert dataset_input.dataset.digest == run_record.data_digest(cfg)
+    sizes = {tag.key: tag.value for tag in dataset_input.tags}
+    assert sizes["train"] == "11500" and sizes["test"] == "980"
     version = client.get_model_version(REGISTERED, logged.model_version)
     assert version.run_id == logged.run_id
     assert float(version.tags["test/acc"]) == pytest.approx(0.91)

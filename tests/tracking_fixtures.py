@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -60,6 +61,7 @@ def write_fake_outputs(root: Path, store_uri: str, lr: float = 0.1, epochs: int 
         f"tracking.registered_model={REGISTERED}",
     ]
     (root / "params.yaml").write_text(to_yaml(compose(REPO / "params", overrides)))
+    shutil.copytree(REPO / "params", root / "params", dirs_exist_ok=True)  # run names: the diff
     cfg = load_config(root / "params.yaml")
     paths = cfg.paths
     with contextlib.chdir(root):
@@ -103,7 +105,9 @@ def fake_model(seed: int = 0, n_classes: int = 10, deskew: bool = False) -> Soft
 
 def _write_reports(paths, lr: float, epochs: int, temperature: float) -> None:
     acc = 0.9 + lr / 10
-    Path(paths.data_report).write_text(json.dumps({"train": {"0": 5400}, "test": {"0": 980}}))
+    counts = {"train": {"0": 5400, "1": 6100}, "val": {"0": 490, "1": 560}, "test": {"0": 980}}
+    sizes = {split: sum(n.values()) for split, n in counts.items()}
+    Path(paths.data_report).write_text(json.dumps({"batches": {}, "counts": counts, "size": sizes}))
     train = {
         "best_epoch": epochs, "epochs_run": epochs, "optimizer": "sgd", "train_seconds": 0.5,
         "peak_rss_mb": 300.0, "seconds_per_epoch": 0.03,
@@ -123,7 +127,7 @@ def _write_reports(paths, lr: float, epochs: int, temperature: float) -> None:
                 "ece_calibrated": 0.01},
     }))  # fmt: skip
     test = {"acc": acc, "nll": 0.3, "nll_calibrated": 0.28 + lr / 100, "ece": 0.02,
-            "ece_calibrated": 0.01, "brier": 0.1, "mce": 0.2}  # fmt: skip
+            "ece_calibrated": 0.01, "brier": 0.1, "mce": 0.2, "support": 10.0}  # fmt: skip
     per_class = {"0": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 980}}
     sets = {"coverage": 0.95, "mean_set_size": 1.2, "size_0": 0.0, "size_1": 0.8,
             "size_2_or_more": 0.2}  # fmt: skip

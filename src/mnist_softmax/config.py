@@ -24,6 +24,8 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from mnist_softmax.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
+# columns the served model returns beside one probability column per class name
+OUTPUT_COLUMNS = ("label", "set")
 CONFIG_DIR = "params"
 CONFIG_NAME = "config"
 
@@ -100,7 +102,19 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(len(self.mirrors) >= 1, "data.mirrors", self.mirrors, "at least one URL")
-        _require(len(self.class_names) >= 2, "data.class_names", self.class_names, ">= 2 names")
+        names = list(self.class_names)
+        _require(len(names) >= 2, "data.class_names", names, ">= 2 names")
+        # names are data (any printable text: "/", ",", quotes, non-ASCII), but each must be
+        # findable: distinct, not blank, and not a column the served model adds beside them
+        _require(len(set(names)) == len(names), "data.class_names", names, "distinct names")
+        _require(
+            all(n.strip() and n.isprintable() for n in names),
+            "data.class_names",
+            names,
+            "non-blank printable text (no tabs or newlines)",
+        )
+        taken = sorted(set(names) & set(OUTPUT_COLUMNS))
+        _require(not taken, "data.class_names", taken, f"names other than {OUTPUT_COLUMNS}")
         _require(
             len(self.image_shape) == 2 and min(self.image_shape) >= 1,
             "data.image_shape",

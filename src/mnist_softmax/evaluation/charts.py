@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -22,6 +23,9 @@ DPI = 100
 RELIABILITY_SIZE = (10.0, 6.0)  # inches: 1000 x 600 px
 CONFUSION_SIZE = (7.0, 6.0)  # 700 x 600 px
 CURVES_SIZE = (10.0, 4.0)  # 1000 x 400 px
+# class names are data: "$5 note" must be drawn as written, not parsed as TeX math (every
+# figure module imports save_figure from here, so this holds before any text is created)
+matplotlib.rcParams["text.parse_math"] = False
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -104,6 +108,10 @@ def build_confusion(confusion: np.ndarray, class_names: list[str]) -> Figure:
         ylabel="actual",
         title="test confusion matrix",
     )
+    if max(len(str(name)) for name in class_names) > 2:  # long names would overlap side by side
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     fig.tight_layout()
     return fig

@@ -1,8 +1,8 @@
 """``mnist-softmax compare``: the last MLflow runs side by side, as a table or CSV.
 
-One row per pipeline execution (newest first): which DVC experiment, the key hyperparameters,
-test accuracy and NLL, ECE before and after calibration, the temperature and the registered
-model version. The same numbers as the MLflow UI, without starting a server.
+One row per pipeline execution (newest first): the run's name (what its config changes),
+test accuracy, NLL and ECE after and before calibration, the temperature, the registered model
+version and the DVC experiment. The same numbers as the MLflow UI, without starting a server.
 """
 
 from __future__ import annotations
@@ -15,23 +15,21 @@ import pandas as pd
 from mnist_softmax.config import PARAMS_FILE, load_or_compose
 from mnist_softmax.errors import PipelineError
 
-# column shown -> column of mlflow.search_runs' DataFrame
+# column shown -> column of mlflow.search_runs' DataFrame; "name" is the run's name, what its
+# config changes in params/ (tracking/run_name.py), as in the MLflow UI's legends
 COLUMNS: dict[str, str] = {
     "run": "run_id",
     "start": "start_time",
     "status": "status",
-    "exp": "tags.dvc.exp_name",
-    "optimizer": "params.optimizer.name",
-    "lr": "params.optimizer.lr",
-    "epochs": "params.optimizer.epochs",
-    "l2": "params.model.l2",
+    "name": "tags.mlflow.runName",
     "acc": "metrics.test/acc",
-    "nll": "metrics.test/nll",
     "nll_cal": "metrics.test/nll_calibrated",
-    "ece": "metrics.test/ece",
     "ece_cal": "metrics.test/ece_calibrated",
+    "nll": "metrics.test_detail/nll",
+    "ece": "metrics.test_detail/ece",
     "T": "metrics.temperature",
     "version": "tags.registered_model_version",
+    "exp": "tags.dvc.exp_name",
 }
 
 

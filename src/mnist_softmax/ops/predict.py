@@ -58,8 +58,10 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
     """Return one row per image: file, index, label, probability, top3, set, then ``p_<class>``.
 
     ``index`` is the image's position inside an IDX / ``.npy`` file (empty for an image
-    file); ``top3`` reads ``7:0.9974 3:0.0023 9:0.0003``; ``set`` is the prediction set, a
-    list of class names (the column is absent when the model has no conformal predictor).
+    file); ``top3`` holds ``[[class, p], ...]``, the three most probable classes; ``set`` is
+    the prediction set, a list of class names (the column is absent when the model has no
+    conformal predictor). Class names are any text (commas, colons, quotes), so they are never
+    joined into one string here.
     """
     classes = [c for c in proba.columns if c not in (LABEL, SET)]
     P = proba[classes].to_numpy()
@@ -69,7 +71,7 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
     sizes = [len(b.pixels) for b in batches]
     index = np.concatenate([np.arange(n) for n in sizes])
     indexed = np.repeat([b.indexed for b in batches], sizes)
-    top3 = [" ".join(f"{c}:{q:.4f}" for c, q in zip(cs, qs, strict=True))
+    top3 = [list(zip(cs.tolist(), qs.tolist(), strict=True))
             for cs, qs in zip(names[top], top_p, strict=True)]  # fmt: skip
     frame = pd.DataFrame(
         {
@@ -88,20 +90,25 @@ def predictions(batches: list[DigitBatch], proba: pd.DataFrame) -> pd.DataFrame:
 def render(table: pd.DataFrame, fmt: str) -> str:
     """Format the predictions as an aligned table, CSV or one JSON array of objects.
 
-    The set is a JSON array of names: in JSON a real array, in a CSV cell and in the table
-    its JSON text (names may hold commas, quotes or spaces: never joined by a separator).
+    CSV writes ``top3`` and ``set`` as JSON text (``[["7", 0.9974], ...]``, ``["3", "5"]``):
+    one cell a reader can parse whatever the class names hold; the table shows
+    ``7 (0.9974)  3 (0.0023)`` for people, and the set as JSON text too; JSON has real arrays.
     """
-    if fmt == "json":
-        return json.dumps([_record(row) for row in table.to_dict("records")]) + "\n"
-    if SET in table.columns:
-        table = table.assign(**{SET: [json.dumps(s, ensure_ascii=False) for s in table[SET]]})
+    sets = {SET: table[SET].map(_json_text)} if SET in table.columns else {}
     if fmt == "csv":
-        return table.to_csv(index=False)  # the csv module quotes cells holding , or "
-    columns = ["file", "index", "label", "probability", "top3"]
-    shown = table[columns + [SET] * (SET in table.columns)].copy()
+        return table.assign(top3=table["top3"].map(_json_text), **sets).to_csv(index=False)
+    if fmt == "json":
+        return _json_text([_record(row) for row in table.to_dict("records")]) + "\n"
+    columns = ["file", "index", "label", "probability", "top3"] + [SET] * bool(sets)
+    shown = table.assign(**sets)[columns].copy()
+    shown["top3"] = shown["top3"].map(lambda top: "  ".join(f"{c} ({p:.4f})" for c, p in top))
     shown["index"] = shown["index"].astype("string").fillna("")
     shown["probability"] = shown["probability"].map("{:.4f}".format)
     return shown.to_string(index=False) + "\n"
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _record(row: dict) -> dict:

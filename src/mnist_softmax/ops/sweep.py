@@ -264,7 +264,10 @@ def _runs_for(names: list[str], metric: str, higher_is_better: bool) -> pd.DataF
         return pd.DataFrame()
     runs = runs[runs["tags.dvc.exp_name"].isin(names)]
     varied = [c for c in runs if c.startswith("params.") and runs[c].nunique() > 1]
-    shown = [f"metrics.{m}" for m in (metric, "test/nll_calibrated", "test/ece_calibrated")]
+    from mnist_softmax.tracking.run_record import mlflow_name
+
+    picked = (metric, "test/nll_calibrated", "test/ece_calibrated")  # the pipeline's names
+    shown = [f"metrics.{mlflow_name(m, 'sparsemax') or m}" for m in picked]
     columns = ["tags.dvc.exp_name", "run_id", "status", *varied, *dict.fromkeys(shown)]
     table = runs.reindex(columns=columns).sort_values(shown[0], ascending=not higher_is_better)
     table = table.rename(columns=lambda c: c.split(".", 1)[1] if "." in c else c)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mnist_softmax.config import PARAMS_FILE, load_or_compose
 from mnist_softmax.errors import PipelineError
+from mnist_softmax.tracking import runs_view
 from mnist_softmax.tracking.store import Store, resolve_store
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,22 @@ def runs_url(url: str, experiment_name: str) -> str:
     ``workflowType=machine_learning`` matters: MLflow 3's UI otherwise opens every experiment
     on its GenAI pages (traces, token usage) and remembers that choice in the browser; the
     ``mlflow.experimentKind`` tag the log stage sets is only read when that selector is off.
+    ``viewStateShareKey`` opens the table with the headline metrics as columns, when the
+    experiment carries that view (:mod:`mnist_softmax.tracking.runs_view`).
     """
     query = urllib.parse.urlencode({"experiment_name": experiment_name})
     try:
         with urllib.request.urlopen(
             f"{url}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=10
         ) as response:
-            experiment_id = json.loads(response.read())["experiment"]["experiment_id"]
+            experiment = json.loads(response.read())["experiment"]
     except (urllib.error.URLError, OSError, KeyError, ValueError):
         return url
-    return f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    parameters = {"workflowType": "machine_learning"}
+    if any(tag.get("key") == runs_view.TAG for tag in experiment.get("tags", [])):
+        parameters[runs_view.URL_PARAMETER] = runs_view.SHARE_KEY
+    page = f"{url}/#/experiments/{experiment['experiment_id']}/runs"
+    return f"{page}?{urllib.parse.urlencode(parameters)}"
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -60,31 +60,40 @@ still get a confident-looking class; photos must be normalised first (`mnist-sof
 
 
 def tables(
-    values: dict[str, float], confusion_csv: str | Path, conformal_json: str | Path | None = None
+    per_class: dict[str, dict[str, float]],
+    counts: dict[str, dict[str, int]],
+    confusion_csv: str | Path,
+    conformal_json: str | Path | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Return the per-class tables: scores, class counts per split, confusion matrix, and the
     prediction sets' coverage per class and per set size (``reports/conformal.json``).
 
-    ``values`` holds ``per_class/<class>/<score>`` and ``counts/<split>/<class>`` entries.
+    Built from the nested reports (``{class: {score: value}}`` and ``{split: {class: n}}``),
+    never from flattened metric keys: a class name is text and may hold a "/" or anything
+    else, so it only ever appears as a cell of the ``class`` column.
     """
     out = {}
-    for prefix, name, index_at in (("per_class/", "per_class", 1), ("counts/", "class_counts", 2)):
-        rows = [[*k.split("/"), v] for k, v in values.items() if k.startswith(prefix)]
-        if rows:
-            frame = pd.DataFrame([(r[index_at], r[3 - index_at], r[3]) for r in rows])
-            wide = frame.pivot(index=0, columns=1, values=2).reset_index()
-            wide.columns = ["class", *map(str, wide.columns[1:])]
-            out[name] = wide
+    if per_class:
+        out["per_class"] = _by_class(pd.DataFrame.from_dict(per_class, orient="index"))
+    if counts:
+        out["class_counts"] = _by_class(pd.DataFrame(counts))
     if Path(confusion_csv).is_file():
-        pairs = pd.read_csv(confusion_csv, dtype=str)
+        pairs = pd.read_csv(confusion_csv, dtype=str, keep_default_na=False)
         matrix = pd.crosstab(pairs["actual"], pairs["predicted"]).reset_index()
         matrix.columns = [str(c) for c in matrix.columns]
         out["confusion"] = matrix
     if conformal_json is not None and Path(conformal_json).is_file():
         report = json.loads(Path(conformal_json).read_text())
-        for key, column in (("per_class", "class"), ("per_size", "set_size")):
-            frame = pd.DataFrame.from_dict(report[key], orient="index")
-            out[f"set_coverage_{key.removeprefix('per_')}"] = frame.rename_axis(
-                column
-            ).reset_index()
+        by_size = pd.DataFrame.from_dict(report["per_size"], orient="index")
+        out["set_coverage_class"] = _by_class(
+            pd.DataFrame.from_dict(report["per_class"], orient="index")
+        )
+        out["set_coverage_size"] = by_size.rename_axis("set_size").reset_index()
     return out
+
+
+def _by_class(frame: pd.DataFrame) -> pd.DataFrame:
+    """Class names (the index) as the first column, score columns sorted by name."""
+    frame = frame[sorted(frame.columns, key=str)]
+    frame.index = frame.index.map(str)
+    return frame.rename_axis("class").reset_index()

@@ -32,8 +32,9 @@ from mnist_softmax.config import Config, TrackingConfig
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.model.curves import read_curves
 from mnist_softmax.redact import redact_mapping, redact_text
-from mnist_softmax.tracking import model_card, run_record
+from mnist_softmax.tracking import model_card, run_record, runs_view
 from mnist_softmax.tracking.pyfunc import log_pyfunc
+from mnist_softmax.tracking.run_name import run_label
 from mnist_softmax.tracking.store import repo_root, resolve_store
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ def ensure_store(tracking: TrackingConfig) -> str:
 
     Call it before parallel use (``dvc queue start -j 2``): two processes creating a fresh
     sqlite schema at once can collide. The experiment gets an explicit artifact location so
-    artifacts land in ``<repo>/mlflow/artifacts``, not in whatever cwd DVC ran the stage from.
+    artifacts land in ``<repo>/mlflow/artifacts``, not in whatever cwd DVC ran the stage from,
+    and tags that make MLflow's UI open it as model training, with the runs table of
+    :mod:`~mnist_softmax.tracking.runs_view`.
     """
     store = resolve_store(tracking)
     if store.artifact_location:
@@ -81,17 +84,16 @@ def ensure_store(tracking: TrackingConfig) -> str:
     mlflow.set_tracking_uri(store.uri)
     client = MlflowClient(store.uri)
     experiment = client.get_experiment_by_name(tracking.experiment_name)
+    wanted = {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND, runs_view.TAG: runs_view.view_state()}
     if experiment is not None:
-        if experiment.tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND:  # stores made before
-            client.set_experiment_tag(
-                experiment.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND
-            )
+        for key, value in wanted.items():
+            if experiment.tags.get(key) != value:  # stores made before
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     location = Path(store.artifact_location).as_uri() if store.artifact_location else None
-    kind = {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND}
     try:
         return client.create_experiment(
-            tracking.experiment_name, artifact_location=location, tags=kind
+            tracking.experiment_name, artifact_location=location, tags=wanted
         )
     except MlflowException:  # a parallel process created it first
         experiment = client.get_experiment_by_name(tracking.experiment_name)
@@ -131,12 +133,17 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
         TAG_HOST: socket.gethostname(),
     }
     params = run_record.flatten_params(cfg)
-    metrics, tables = run_record.split_metrics(run_record.read_final_metrics(cfg.paths))
-    tags[TAG_NOTE] = model_card.run_description(metrics, exp_name)
+    merged = run_record.read_final_metrics(cfg.paths)  # the pipeline's names
+    metrics, flags = run_record.mlflow_values(merged, cfg.model.output)
+    data_report = run_record.read_report(cfg.paths.data_report)
+    per_class = run_record.read_report(cfg.paths.per_class)["per_class"]
+    tags |= flags
+    tags[TAG_NOTE] = model_card.run_description(merged, exp_name)
     tags = redact_mapping(tags)
+    name = pipeline_run_name(cfg, exp_name)
     with (
         _sigterm_raises(),
-        mlflow.start_run(experiment_id=experiment_id, run_name=exp_name or None, tags=tags) as run,
+        mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run,
     ):
         run_id = run.info.run_id
         _log_values(run_id, params, metrics, cfg.paths.train_curves)
@@ -144,14 +151,23 @@ def _log_pipeline_run(cfg: Config) -> LoggedRun:
             for path in files:
                 _log_artifact(path, folder)
         mlflow.log_text(freeze, "environment/pip-freeze.txt")
-        for name, table in model_card.tables(
-            tables, cfg.paths.confusion, cfg.paths.conformal_report
+        counts = data_report.get("counts", {})
+        for table_name, table in model_card.tables(
+            per_class, counts, cfg.paths.confusion, cfg.paths.conformal_report
         ).items():
-            mlflow.log_table(table, f"tables/{name}.json")
-        _log_input_once(_dataset(cfg))
-        version = _log_model(cfg, metrics)
+            mlflow.log_table(table, f"tables/{table_name}.json")
+        _log_input_once(_dataset(cfg), run_record.split_sizes(data_report))
+        version = _log_model(cfg, merged)
         mlflow.set_tag(TAG_VERSION, version)
     return LoggedRun(run_id, experiment_id, version, len(params), len(metrics))
+
+
+def pipeline_run_name(cfg: Config, exp_name: str) -> str | None:
+    """The run's name: what its config changes in ``params/`` (``default``, ``optimizer.lr=0.3``),
+    prefixed ``retrain:`` under the retrain job; the DVC experiment name without ``params/``.
+    """
+    label = run_label(cfg.to_dict(), Path("params")) or exp_name or None
+    return f"retrain: {label}" if label and os.environ.get(RETRAIN_ID_ENV) else label
 
 
 def _log_artifact(path: Path, folder: str) -> None:
@@ -164,32 +180,41 @@ def _log_artifact(path: Path, folder: str) -> None:
 
 def _log_values(run_id: str, params: dict, metrics: dict, curves_path: str) -> None:
     """Send params, final metrics and every curve point in batched requests."""
-    now = int(time.time() * 1000)
-    curves = read_curves(curves_path)
-    steps = curves["epoch"].astype(int).tolist()
-    points = [Metric(k, v, now, 0) for k, v in metrics.items()]
-    for column in curves.columns.drop("epoch"):
-        points += [
-            Metric(f"{run_record.CURVE_PREFIX}{column}", float(v), now, step)
-            for step, v in zip(steps, curves[column].astype(float), strict=True)
-            if np.isfinite(v)  # L-BFGS has no learning rate: NaN cells are skipped
-        ]
+    points = metric_points(metrics, read_curves(curves_path))
     # MlflowClient.log_batch splits into requests of <= 100 params and <= 1000 metrics
     MlflowClient().log_batch(
         run_id, metrics=points, params=[Param(k, v) for k, v in params.items()]
     )
 
 
-def _log_input_once(dataset: MetaDataset, attempts: int = 3) -> None:
+def metric_points(metrics: dict[str, float], curves: pd.DataFrame) -> list[Metric]:
+    """Final metrics at step 0, and every finite curve point at ``step = epoch`` under its
+    MLflow name (:func:`run_record.curve_name`); NaN cells (L-BFGS has no learning rate) are
+    skipped."""
+    now = int(time.time() * 1000)
+    points = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    if curves.empty:
+        return points
+    steps = curves["epoch"].astype(int).tolist()
+    for column in curves.columns.drop("epoch"):
+        points += [
+            Metric(run_record.curve_name(column), float(v), now, step)
+            for step, v in zip(steps, curves[column].astype(float), strict=True)
+            if np.isfinite(v)
+        ]
+    return points
+
+
+def _log_input_once(dataset: MetaDataset, tags: dict[str, str], attempts: int = 3) -> None:
     """Log the dataset input, surviving parallel log stages that insert it at the same time.
 
     MLflow checks for the dataset and then inserts it; two queued experiments doing that at
     once make the slower one fail on the unique key (seen on PostgreSQL). The row exists by
-    then, so trying again links to it.
+    then, so trying again links to it. ``tags``: the split sizes, shown with the dataset.
     """
     for attempt in range(1, attempts + 1):
         try:
-            mlflow.log_input(dataset, context="training")
+            mlflow.log_input(dataset, context="training", tags=tags)
             return
         except MlflowException as exc:
             duplicate = "unique" in str(exc).lower() or "duplicate" in str(exc).lower()

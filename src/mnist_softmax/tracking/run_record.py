@@ -24,7 +24,6 @@ from mnist_softmax.errors import DataError
 from mnist_softmax.redact import redact_mapping
 
 MAX_PARAM_CHARS = 500  # MLflow accepts 6000 since 2.x; 500 keeps old servers and the UI happy
-CURVE_PREFIX = "curve/"  # per-step metrics: curve/val/nll at step = epoch
 
 
 def flatten_params(cfg: Config) -> dict[str, str]:
@@ -47,7 +46,8 @@ def flatten_metrics(data: dict[str, Any], top_prefix: str = "") -> dict[str, flo
     """Flatten nested JSON metrics with "/" (``{"test": {"acc": x}}`` -> ``test/acc``).
 
     Top-level scalars get ``top_prefix`` (``train_seconds`` of train.json -> ``train/...``);
-    booleans become 0/1 and text (already a param) is skipped, since metrics are numbers.
+    booleans stay ``bool`` (:func:`mlflow_values` makes them tags) and text (already a param)
+    is skipped, since metrics are numbers.
     """
     flat = _flatten_nested(data)
     return {(k if "/" in k else f"{top_prefix}{k}"): v for k, v in flat.items()}
@@ -58,19 +58,24 @@ def _flatten_nested(node: dict[str, Any]) -> dict[str, float]:
     for key, value in node.items():
         if isinstance(value, dict):
             flat.update({f"{key}/{k}": v for k, v in _flatten_nested(value).items()})
-        elif isinstance(value, bool | int | float) and math.isfinite(float(value)):
+        elif isinstance(value, bool):
+            flat[str(key)] = value
+        elif isinstance(value, int | float) and math.isfinite(float(value)):
             flat[str(key)] = float(value)
     return flat
 
 
 def read_final_metrics(paths: PathsConfig) -> dict[str, float]:
     """Merge every JSON metrics file into one flat dict (see :func:`merge_final_metrics`)."""
-    reports = [json.loads(_existing(path).read_text()) for path in metrics_files(paths)]
-    reports[-1] |= json.loads(_existing(paths.per_class).read_text())  # evaluate's, split in two
-    merged = merge_final_metrics(*reports)
+    merged = merge_final_metrics(*(read_report(path) for path in metrics_files(paths)))
     if Path(paths.batch_metrics).is_file():  # each accepted batch's held-out slice
         merged |= flatten_metrics({"batch": json.loads(Path(paths.batch_metrics).read_text())})
     return merged
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """Return one JSON report of an earlier stage (a missing one names the fix)."""
+    return json.loads(_existing(path).read_text())
 
 
 def metrics_files(paths: PathsConfig) -> tuple[str, str, str, str]:
@@ -93,15 +98,71 @@ def merge_final_metrics(
     return merged
 
 
-# metrics people do not compare run by run: logged as tables (tracking/model_card.py) instead,
-# so the UI's metric lists and Compare page start with accuracy, NLL and ECE
-TABLE_PREFIXES = ("counts/", "per_class/")
+# The names a person compares in MLflow. Its chart view groups metrics by the part before the
+# first "/" and orders the groups by name (metrics without "/" come last, as "Model metrics"),
+# so the headline keeps the section "test" and every other section sorts after it: test,
+# test_batches, test_detail, test_sets, train, val. The pipeline's files keep their names.
+HEADLINE = ("test/acc", "test/nll_calibrated", "test/ece_calibrated")
+# scores that only mean something for a sparsemax output (exact zeros, sparsemax loss)
+SPARSEMAX_ONLY = ("support", "single", "true_zero", "sparsemax_loss")
+# not logged as values: per-class numbers and counts go in tables (class names are text, not
+# key parts), split sizes with the dataset input, the calibrate stage's copy of the temperature,
+# and the final train/val accuracy and NLL, which the curves of the same names end with
+NOT_METRICS = ("counts/", "per_class/", "size/")
+DUPLICATES = ("calibration/temperature", "train/acc", "train/nll", "val/acc", "val/nll")
+RENAMED_SECTIONS = {"test": "test_detail", "conformal": "test_sets", "batch": "test_batches"}
 
 
-def split_metrics(merged: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """Split flat metrics into (compared metrics, per-class values for tables)."""
-    tables = {k: v for k, v in merged.items() if k.startswith(TABLE_PREFIXES)}
-    return {k: v for k, v in merged.items() if k not in tables}, tables
+def mlflow_name(key: str, output: str) -> str | None:
+    """Return the MLflow name of the pipeline metric ``key`` (None: not a compared metric).
+
+    ``output`` is the model's (``softmax`` | ``sparsemax``): a run carries only the scores
+    that mean something for it.
+    """
+    if key.startswith(NOT_METRICS) or key in DUPLICATES:
+        return None
+    if key in HEADLINE or "/" not in key:
+        return key
+    section, rest = key.split("/", 1)
+    if section == "test" and output != "sparsemax" and _base(rest) in SPARSEMAX_ONLY:
+        return None
+    return f"{RENAMED_SECTIONS.get(section, section)}/{rest}"
+
+
+CURVE_NAMES = {"lr": "train/lr", "seconds": "train/epoch_seconds"}
+
+
+def curve_name(column: str) -> str:
+    """MLflow name of a curves.csv column: ``val/nll`` stays, ``lr`` -> ``train/lr``."""
+    return CURVE_NAMES.get(column, column if "/" in column else f"train/{column}")
+
+
+def _base(score: str) -> str:
+    return score.removesuffix("_calibrated")
+
+
+def mlflow_values(merged: dict[str, float], output: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Split pipeline metrics into (MLflow metrics, tags): flags (booleans) become tags.
+
+    ``calibration/at_bound`` becomes the tag ``calibration.at_bound`` = ``true``/``false``:
+    drawn as a metric it is a bar of 0.00 at the top of MLflow's chart view.
+    """
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for key, value in merged.items():
+        name = mlflow_name(key, output)
+        if name is None:
+            continue
+        if isinstance(value, bool):
+            tags[name.replace("/", ".")] = str(value).lower()
+        else:
+            metrics[name] = float(value)
+    return metrics, tags
+
+
+def split_sizes(data_report: dict[str, Any]) -> dict[str, str]:
+    """``{"train": "55000", ...}`` from the data report: tags of the run's dataset input."""
+    return {split: str(int(n)) for split, n in data_report.get("size", {}).items()}
 
 
 def git_tags(cwd: Path | None = None) -> dict[str, str]:

@@ -4,9 +4,10 @@ The fast sweep (:mod:`mnist_softmax.ops.fast_sweep`) trains, calibrates and eval
 config in one process; this module records the outcome as MLflow expects a sweep to look: a
 parent run for the sweep (params: the grid, its size, the ranking metric) and one child per config
 (tag ``mlflow.parentRunId``), each with the full flattened config as params, the metrics under
-the names the pipeline's own run uses (:func:`run_record.merge_final_metrics`), the per-epoch
-curves as ``curve/<name>`` at ``step = epoch``, and lineage tags: git commit, the data's
-checksums and DVC hashes, the environment, the config hash and the one ``dvc exp run``
+the names the pipeline's own run uses (:func:`run_record.mlflow_values`), the per-epoch
+curves at ``step = epoch``, a name saying what the config changes
+(``sweep: optimizer.lr=0.05``), and lineage tags: git commit, the data's checksums and DVC
+hashes, the environment, the config hash and the one ``dvc exp run``
 command that retrains the config as a normal experiment. Each child costs three requests
 (create, ``log_batch``, terminate), sent as soon as the config's outcome is known. No model is
 logged or registered per child: the command makes one, through the pipeline, when a config is
@@ -15,14 +16,12 @@ worth keeping.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -30,7 +29,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mnist_softmax.config import Config
 from mnist_softmax.errors import PipelineError
 from mnist_softmax.tracking import run_record
-from mnist_softmax.tracking.run_logging import ensure_store
+from mnist_softmax.tracking.run_logging import ensure_store, metric_points
+from mnist_softmax.tracking.run_name import run_label
 from mnist_softmax.tracking.store import repo_root, resolve_store
 
 TAG_SWEEP_KIND = "mnist_softmax.sweep"  # "parent" or "child": how compare/UI filters tell them
@@ -124,41 +124,26 @@ def _log_child(
         **lineage,
         **child.tags,
         MLFLOW_PARENT_RUN_ID: parent_id,
-        MLFLOW_RUN_NAME: child.name,
+        MLFLOW_RUN_NAME: f"sweep: {run_label(child.cfg.to_dict(), 'params') or child.name}",
         TAG_SWEEP_KIND: "child",
         TAG_REPRODUCE: child.command,
         "config_hash": child.cfg.hash(),
     }
     if child.error:
         tags["error"] = child.error[: run_record.MAX_PARAM_CHARS]
-    run = client.create_run(experiment_id, run_name=child.name)
+    metrics, flags = run_record.mlflow_values(child.metrics, child.cfg.model.output)
+    tags |= flags
+    run = client.create_run(experiment_id, run_name=tags[MLFLOW_RUN_NAME])
     run_id = run.info.run_id
     params = run_record.flatten_params(child.cfg)
     client.log_batch(
         run_id,
-        metrics=_metric_points(child.metrics, child.curves),
+        metrics=metric_points(metrics, child.curves),
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag(k, str(v)) for k, v in tags.items()],
     )
     client.set_terminated(run_id, status="FAILED" if child.error else "FINISHED")
     return run_id
-
-
-def _metric_points(metrics: dict[str, float], curves: pd.DataFrame) -> list[Metric]:
-    """Final metrics at step 0, and every finite curve point at ``step = epoch``."""
-    now = int(time.time() * 1000)
-    points = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-    if curves.empty:
-        return points
-    steps = curves["epoch"].astype(int).tolist()
-    for column in curves.columns.drop("epoch"):
-        values = curves[column].astype(float)
-        points += [
-            Metric(f"{run_record.CURVE_PREFIX}{column}", float(v), now, step)
-            for step, v in zip(steps, values, strict=True)
-            if np.isfinite(v)
-        ]
-    return points
 
 
 def _lineage_tags(base: Config) -> dict[str, str]:

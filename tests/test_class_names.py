@@ -98,6 +98,10 @@ def test_predict_csv_and_json_carry_the_names(named_project):
     assert list(records[0]["probabilities"]) == NAMES
     assert [r["label"] for r in records] == table["label"].tolist()
     assert records[0]["top3"][0]["label"] == records[0]["label"]
+    # prediction sets: a JSON array in one CSV cell, a real array in JSON, the same sets
+    sets = [json.loads(cell) for cell in table["set"]]
+    assert all(set(s) <= set(NAMES) for s in sets) and any(len(s) > 1 for s in sets)
+    assert [r["set"] for r in records] == sets
 
 
 def test_served_model_and_explorer_answer_with_the_names(named_project):
@@ -128,6 +132,7 @@ def test_served_model_and_explorer_answer_with_the_names(named_project):
     assert [c for c in rows.columns if c in NAMES] == NAMES
     np.testing.assert_allclose(rows[NAMES].sum(axis=1), 1.0, atol=1e-6)
     assert set(rows["label"]) <= set(NAMES)
+    assert all(isinstance(s, list) and set(s) <= set(NAMES) for s in rows["set"])
 
     source = load_model_source(str(root / cfg.paths.model), cfg.tracking, cfg.paths)
     client = create_app(load_digit_model(source, root / cfg.paths.prepared_dir)).test_client()
@@ -135,3 +140,4 @@ def test_served_model_and_explorer_answer_with_the_names(named_project):
     answer = client.post("/api/predict", json={"pixels": X[0].tolist()})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert answer.get_json()["label"] == rows["label"].iloc[0]
+    assert answer.get_json()["set"] == rows["set"].iloc[0]

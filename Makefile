@@ -70,6 +70,12 @@ test: $(STAMP) .dvc/plots/template.html browser ## lint (ruff) and run the whole
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+docs: $(STAMP) ## build the docs site into site/ (mkdocs, strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP) ## preview the docs site on http://127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 ui: $(STAMP) ## start the MLflow UI on 127.0.0.1:5000 for the local store
 	$(BIN)/mnist-softmax ui
 
@@ -120,6 +126,6 @@ sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' 
 	$(BIN)/mnist-softmax sweep $(ARGS)
 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
 
-.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean
+.PHONY: help venv lock check-floors browser run test docs docs-serve ui serve compare bench bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean

@@ -81,7 +81,8 @@ def help_text(command: str) -> str:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"mnist-softmax {command} --help exited {done.returncode}: {done.stderr}")
+        failed = f"mnist-softmax {command} --help exited {done.returncode}"
+        raise RuntimeError(f"{failed}: {done.stderr}")
     return done.stdout
 
 

@@ -89,17 +89,17 @@ serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (POST /invocat
 compare: $(STAMP) ## print the last MLflow runs side by side
 	$(BIN)/mnist-softmax compare
 
-bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
-	$(BIN)/mnist-softmax bench
+bench: $(STAMP) ## time the trainers against scikit-learn (table; also docs/tables/bench.md)
+	$(BIN)/mnist-softmax bench --out docs/tables/bench.md
 
 explore: $(STAMP) ## the interactive softmax page on the trained model, http://127.0.0.1:8050
 	$(BIN)/mnist-softmax explore $(ARGS)
 
 bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
-	$(BIN)/mnist-softmax bench-sweep $(ARGS)
+	$(BIN)/mnist-softmax bench-sweep --out docs/tables/bench-sweep.md $(ARGS)
 
 bench-stages: $(STAMP) ## profile dvc repro -f per stage: start-up, imports, work, DVC (table)
-	$(BIN)/mnist-softmax bench-stages $(ARGS)
+	$(BIN)/mnist-softmax bench-stages --out docs/tables/bench-stages.md $(ARGS)
 
 server-start: $(STAMP) ## start the team tracking server (S3 object server + PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start

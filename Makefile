@@ -70,6 +70,12 @@ test: $(STAMP) .dvc/plots/template.html browser ## lint (ruff) and run the whole
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+docs: $(STAMP) ## build the docs site into site/ (mkdocs, strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP) ## preview the docs site on http://127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 ui: $(STAMP) ## start the MLflow UI on 127.0.0.1:5000 for the local store
 	$(BIN)/mnist-softmax ui
 
@@ -83,20 +89,20 @@ serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (POST /invocat
 compare: $(STAMP) ## print the last MLflow runs side by side
 	$(BIN)/mnist-softmax compare
 
-bench: $(STAMP) ## time the trainers against scikit-learn (prints a table)
-	$(BIN)/mnist-softmax bench
+bench: $(STAMP) ## time the trainers against scikit-learn (table; also docs/tables/bench.md)
+	$(BIN)/mnist-softmax bench --out docs/tables/bench.md
 
 explore: $(STAMP) ## the interactive softmax page on the trained model, http://127.0.0.1:8050
 	$(BIN)/mnist-softmax explore $(ARGS)
 
-bench-conformal: $(STAMP) ## prediction sets: ours (lac/aps/raps/mondrian), MAPIE, sparsemax support (table; after make run)
-	$(BIN)/mnist-softmax bench-conformal $(ARGS)
+bench-conformal: $(STAMP) ## prediction sets: ours, MAPIE, sparsemax support (table; also docs/tables/bench-conformal.md; after make run)
+	$(BIN)/mnist-softmax bench-conformal --out docs/tables/bench-conformal.md $(ARGS)
 
 bench-sweep: $(STAMP) ## time fast/queued sweeps, dvc repro -f, a calibration change (table)
-	$(BIN)/mnist-softmax bench-sweep $(ARGS)
+	$(BIN)/mnist-softmax bench-sweep --out docs/tables/bench-sweep.md $(ARGS)
 
 bench-stages: $(STAMP) ## profile dvc repro -f per stage: start-up, imports, work, DVC (table)
-	$(BIN)/mnist-softmax bench-stages $(ARGS)
+	$(BIN)/mnist-softmax bench-stages --out docs/tables/bench-stages.md $(ARGS)
 
 server-start: $(STAMP) ## start the team tracking server (S3 object server + PostgreSQL + MLflow basic-auth) on 127.0.0.1
 	scripts/tracking-server start
@@ -123,6 +129,6 @@ sweep: $(STAMP) ## fast sweep, e.g. make sweep ARGS="-S 'optimizer.lr=0.05,0.1' 
 	$(BIN)/mnist-softmax sweep $(ARGS)
 
 clean: ## remove the virtual environment and caches (keeps data and MLflow runs)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
 
-.PHONY: help venv lock check-floors browser run test ui serve compare bench bench-conformal bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean
+.PHONY: help venv lock check-floors browser run test docs docs-serve ui serve compare bench bench-conformal bench-sweep bench-stages explore server-start server-stop server-status server-env cluster-start cluster-stop cluster-status sweep clean

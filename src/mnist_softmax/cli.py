@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 # subcommand -> (module that implements it with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,6 +68,48 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return int(module.main(argv[1:]) or 0)
+
+
+def help_text(command: str) -> str:
+    """Return ``mnist-softmax <command> --help`` as a fresh process prints it (80 columns).
+
+    A subprocess, not an in-process call: it is the text a user sees, start-up included, and
+    a command whose ``--help`` fails raises here instead of documenting a stack trace.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_softmax.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+        check=False,
+    )
+    if done.returncode != 0:
+        failed = f"mnist-softmax {command} --help exited {done.returncode}"
+        raise RuntimeError(f"{failed}: {done.stderr}")
+    return done.stdout
+
+
+def reference_markdown() -> str:
+    """Return the command reference page: each command's one-line purpose and its ``--help``.
+
+    The docs site renders this at build time (``docs/hooks.py``), so the reference cannot
+    drift from the commands.
+    """
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        helps = dict(zip(COMMANDS, pool.map(help_text, COMMANDS), strict=True))
+    lines = [
+        "# Command reference",
+        "",
+        "Generated from each command's own `--help` when the site is built.",
+        "",
+        "| command | what it does |",
+        "|---|---|",
+        *[f"| [`{name}`](#{name}) | {purpose} |" for name, (_, purpose) in COMMANDS.items()],
+    ]
+    for name, text in helps.items():
+        lines += ["", f"## {name}", "", "```text", text.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from mnist_softmax.errors import DataError
 
 MANIFEST_HEADER = (
     "# Accepted batches of new labelled data, appended by the ingest stage: do not edit by hand.\n"
-    "# sha256 of the pixels (n x 784 uint8, C order) and labels (uint8); see README, New data.\n"
+    "# sha256 of the pixels (n x 784 uint8, C order) and labels (uint8); see docs/retraining.md.\n"
 )
 
 

@@ -1,6 +1,6 @@
 """The inbox walk: accept each complete, valid batch whole, or quarantine it whole with reasons.
 
-Protocol (README, "New data"): a batch is ``<incoming>/<name>/``, complete once it holds a
+Protocol (docs/retraining.md): a batch is ``<incoming>/<name>/``, complete once it holds a
 ``READY`` file, which the producer writes last; folders without it (still being copied) and
 hidden ones are left alone for a later run. So a job starting mid-copy never reads half a batch.
 

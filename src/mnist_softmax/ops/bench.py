@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import os
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mnist_softmax.atomic import atomic_open
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
 from mnist_softmax.data.splits import Split, load_split, split_path
@@ -75,11 +78,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(table: pd.DataFrame, out: str | None) -> None:
-    """Print a benchmark table as Markdown (4 significant digits), and save it to ``out``."""
+    """Print a benchmark table as Markdown (4 significant digits), and save it to ``out``.
+
+    The saved file starts with when and where it was measured: the docs site includes these
+    files as they are (``make bench`` writes ``docs/tables/bench.md``), so no table is copied
+    by hand.
+    """
     text = table.to_markdown(index=False, floatfmt=".4g")
     print(text)
     if out:
-        Path(out).write_text(text + "\n")
+        with atomic_open(out) as file:
+            file.write(f"{machine_line()}\n\n{text}\n")
+
+
+def machine_line() -> str:
+    """One line: the date, the machine's cores and the Python and NumPy the table ran on."""
+    day = time.strftime("%Y-%m-%d")
+    where = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    return f"Measured {day} on {where}, NumPy {np.__version__}."
 
 
 def summarize(results: list[dict[str, Any]]) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from mnist_softmax.evaluation.conformal_report import coverage_metrics
 from mnist_softmax.evaluation.temperature import fit_temperature, load_temperature
 from mnist_softmax.model.model_file import load_model
 from mnist_softmax.model.outputs import probabilities
+from mnist_softmax.ops.bench import print_table
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def mapie_sets(
 
     estimator = GivenProba(proba_cal.shape[1]).fit(proba_cal, y_cal)
     mapie = SplitConformalClassifier(
-        estimator, confidence_level=1 - alpha, prefit=True, conformity_score=score
-    )
+        estimator, confidence_level=1 - alpha, prefit=True, conformity_score=score,
+        random_state=0,  # aps randomizes its held-out scores: the same table every run
+    )  # fmt: skip
     mapie.conformalize(proba_cal, y_cal)
     _, sets = mapie.predict_set(proba_test)
     return sets[:, :, 0]
@@ -115,7 +117,8 @@ def _sparsemax_support(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the comparison table (markdown); ``--out`` also writes it to a file."""
+    """Print the comparison table (markdown); ``--out`` also writes it, after a line saying
+    when and where it was measured (``make bench-conformal``: docs/tables/bench-conformal.md)."""
     parser = argparse.ArgumentParser(prog="mnist-softmax bench-conformal", description=__doc__)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (e.g. conformal.alpha=0.1)")
     parser.add_argument("--params", type=Path, default=Path("params"), help="Hydra config dir")
@@ -123,9 +126,5 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench-conformal] %(message)s")
     cfg = config_from_container(compose(args.params, args.overrides))
-    table = comparison(cfg, args.params)
-    text = table.to_markdown(index=False, floatfmt=".4f") + "\n"
-    print(text, end="")
-    if args.out:
-        Path(args.out).write_text(text)
+    print_table(comparison(cfg, args.params), args.out)
     return 0

@@ -22,7 +22,11 @@ from mnist_softmax.evaluation.conformal import (
     threshold,
 )
 from mnist_softmax.evaluation.conformal_file import load_conformal, save_conformal
-from mnist_softmax.evaluation.conformal_report import coverage_metrics, coverage_tables
+from mnist_softmax.evaluation.conformal_report import (
+    build_sets_figure,
+    coverage_metrics,
+    coverage_tables,
+)
 
 K = 10
 
@@ -172,3 +176,18 @@ def test_a_missing_or_corrupt_file_is_one_data_error(tmp_path, content, words):
         load_conformal(path, K)
     assert words in str(info.value) and "\n" not in str(info.value)
     assert info.value.exit_code != 0
+
+
+def test_coverage_numbers_and_the_figure_follow_the_sets():
+    mask = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=bool)
+    y = np.array([0, 1, 2, 1])
+    assert coverage_metrics(mask, y) == {"coverage": 0.5, "mean_set_size": 1.5, "size_0": 0.25,
+                                         "size_1": 0.25, "size_2_or_more": 0.5}  # fmt: skip
+    tables = coverage_tables(mask, y, ["a", "b", "c"])
+    assert tables["per_class"]["b"] == {"coverage": 0.5, "mean_set_size": 1.5, "n": 2}
+    assert tables["per_size"]["2"] == {"coverage": 0.0, "share": 0.25, "n": 1}
+    assert tables["per_size"]["3+"] == {"coverage": 1.0, "share": 0.25, "n": 1}
+    curve = {"alpha": [0.05, 0.1], "coverage": [0.95, 0.9], "mean_set_size": [1.2, 1.0]}
+    size_ax, alpha_ax, _ = build_sets_figure(tables, curve, 0.05).axes
+    assert [bar.get_height() for bar in size_ax.patches] == [0.25, 0.25, 0.25, 0.25]
+    assert list(alpha_ax.lines[0].get_ydata()) == [0.95, 0.9]

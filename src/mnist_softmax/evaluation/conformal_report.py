@@ -7,12 +7,18 @@ shares of sets of size 0, 1 and 2+ say how often the model is silent, sure, or h
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from mnist_softmax.evaluation.conformal import Conformal
+
+if TYPE_CHECKING:  # matplotlib only for the figure: retrain's scoring imports this module too
+    from matplotlib.figure import Figure
 
 SIZE_BUCKETS = ("0", "1", "2", "3+")  # rows of the per-size table
+CURVE_ALPHAS = np.array([0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3])  # the figure's alpha axis
 
 
 def coverage_metrics(mask: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -59,7 +65,9 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def alpha_curve(sets_at, y: np.ndarray, alphas: np.ndarray) -> dict[str, list[float]]:
+def alpha_curve(
+    sets_at: Callable[[float], np.ndarray], y: np.ndarray, alphas: np.ndarray
+) -> dict[str, list[float]]:
     """Coverage and mean set size for each alpha; ``sets_at(alpha)`` returns the set mask."""
     rows = [coverage_metrics(sets_at(float(a)), y) for a in alphas]
     return {"alpha": [float(a) for a in alphas],
@@ -67,8 +75,12 @@ def alpha_curve(sets_at, y: np.ndarray, alphas: np.ndarray) -> dict[str, list[fl
             "mean_set_size": [r["mean_set_size"] for r in rows]}  # fmt: skip
 
 
-def build_sets_figure(tables: dict[str, Any], curve: dict[str, list[float]], alpha: float):
+def build_sets_figure(
+    tables: dict[str, Any], curve: dict[str, list[float]], alpha: float
+) -> Figure:
     """Two panels: share and coverage per set size; coverage and mean size against alpha."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12.0, 4.5), dpi=100, layout="constrained")
     ax_size, ax_alpha = fig.subplots(1, 2)
     per_size = tables["per_size"]
@@ -94,18 +106,15 @@ def build_sets_figure(tables: dict[str, Any], curve: dict[str, list[float]], alp
 
 
 def evaluate_sets(
-    conformal, proba: np.ndarray, y: np.ndarray, names: list[str]
+    conformal: Conformal, proba: np.ndarray, y: np.ndarray, names: list[str]
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, list[float]]]:
     """Return the test metrics, the per-class/per-size tables and the alpha curve of the sets.
 
-    ``conformal`` is a fitted :class:`~mnist_softmax.evaluation.conformal.Conformal`; the
-    curve spans alpha 0.01-0.30, so the figure shows what another alpha would cost.
+    The curve spans alpha 0.01-0.30 (``CURVE_ALPHAS``), so the figure shows what another
+    alpha would cost.
     """
     mask = conformal.sets(proba)
     tables = coverage_tables(mask, y, names)
     tables |= {"method": conformal.method, "mondrian": conformal.mondrian, "alpha": conformal.alpha}
     curve = alpha_curve(lambda a: conformal.sets(proba, a), y, CURVE_ALPHAS)
     return coverage_metrics(mask, y), tables, curve
-
-
-CURVE_ALPHAS = np.array([0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3])

@@ -224,13 +224,3 @@ def test_sparsemax_early_stopping_keeps_the_best_val_epoch(digits):
     assert result.history["val/sparsemax_loss"].iloc[best - 1] == (
         result.history["val/sparsemax_loss"].min()
     )
-
-
-def test_the_stacked_sweep_trainer_refuses_sparsemax(digits):
-    """Its fused pass is the softmax one: a sparsemax config must not be trained as softmax."""
-    from mnist_softmax.errors import ConfigError
-    from mnist_softmax.model.stacked_sgd import train_stacked
-
-    cfg = shipped_config("data.image_shape=[8,8]", "model=sparsemax", "optimizer.epochs=1")
-    with pytest.raises(ConfigError, match=r"model\.output='sparsemax' cannot be stacked"):
-        train_stacked(*digits, [cfg])

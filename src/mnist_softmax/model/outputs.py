@@ -15,12 +15,15 @@ from collections.abc import Callable
 import numpy as np
 
 from mnist_softmax.model.numerics import (
+    BlockPass,
     Pass,
     forward_backward,
+    forward_backward_blocks,
     nll,
     softmax,
     sparsemax,
     sparsemax_forward_backward,
+    sparsemax_forward_backward_blocks,
     sparsemax_loss,
 )
 
@@ -31,6 +34,7 @@ LOSS_NAMES = {"softmax": "nll", "sparsemax": "sparsemax_loss"}
 _PROBA = {"softmax": softmax, "sparsemax": sparsemax}
 _LOSS = {"softmax": nll, "sparsemax": sparsemax_loss}
 _PASS = {"softmax": forward_backward, "sparsemax": sparsemax_forward_backward}
+_BLOCK_PASS = {"softmax": forward_backward_blocks, "sparsemax": sparsemax_forward_backward_blocks}
 
 
 def check_output(output: str) -> str:
@@ -56,3 +60,8 @@ def output_loss(logits: np.ndarray, y: np.ndarray, output: str, temperature: flo
 def fused_pass(output: str) -> Callable[..., Pass]:
     """Return the fused training pass ``(W, b, X, y, l2) -> Pass`` of ``output``."""
     return _PASS[check_output(output)]
+
+
+def fused_block_pass(output: str) -> Callable[..., BlockPass]:
+    """Return the fused pass of K stacked models ``(W, b, X, y, l2, n_classes, Z, dW)``."""
+    return _BLOCK_PASS[check_output(output)]

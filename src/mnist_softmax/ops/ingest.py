@@ -17,7 +17,6 @@ from mnist_softmax.config import PathsConfig, load_or_compose
 from mnist_softmax.data.batch_files import inbox_folders
 from mnist_softmax.data.batch_store import load_manifest
 from mnist_softmax.errors import PipelineError
-from mnist_softmax.stage import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,12 @@ class InboxState:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-softmax ingest", description=__doc__)
     parser.parse_args(argv)
-    setup_logging("ingest")
-    try:
-        paths = load_or_compose().paths
-        before = InboxState.read(paths)
-        code = subprocess.run(["dvc", "repro", "ingest"], check=False).returncode
-        if code:
-            raise PipelineError(f"`dvc repro ingest` failed with exit code {code}")
-        changes = InboxState.read(paths).since(before)
-    except PipelineError as exc:
-        log.error("error: %s", exc)
-        return exc.exit_code
+    paths = load_or_compose().paths
+    before = InboxState.read(paths)
+    code = subprocess.run(["dvc", "repro", "ingest"], check=False).returncode
+    if code:
+        raise PipelineError(f"`dvc repro ingest` failed with exit code {code}")
+    changes = InboxState.read(paths).since(before)
     print("; ".join(f"{kind}: {', '.join(names) or 'none'}" for kind, names in changes.items()))
     for name in changes["quarantined"]:
         print(f"  see {Path(paths.quarantine_dir) / name / 'REASON.txt'}")

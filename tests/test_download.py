@@ -118,8 +118,8 @@ def test_truncated_gzip_fails_clearly(shared_mnist, tmp_path):
     assert_no_partial_files(tmp_path / "raw")
 
 
-def test_checksum_mismatch_on_every_mirror(shared_mnist, tmp_path):
-    raw = bytearray(gzip.decompress((shared_mnist / LABELS.name).read_bytes()))
+def test_checksum_mismatch_on_every_mirror(mnist_raw, tmp_path):
+    raw = bytearray((mnist_raw / LABELS.name.removesuffix(".gz")).read_bytes())
     raw[-1] = (raw[-1] + 1) % 10  # one label changed: still valid IDX, wrong checksum
     mirror = _mirror_with(tmp_path, gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="sha256") as info:
@@ -365,8 +365,8 @@ def test_redirect_to_another_host_is_refused(mirror_that, tmp_path):
     assert len(handler.requests) == 1  # never followed, never retried
 
 
-def test_wrong_idx_magic_is_reported_as_such(tmp_path, shared_mnist):
-    raw = bytearray(gzip.decompress((shared_mnist / LABELS.name).read_bytes()))
+def test_wrong_idx_magic_is_reported_as_such(tmp_path, mnist_raw):
+    raw = bytearray((mnist_raw / LABELS.name.removesuffix(".gz")).read_bytes())
     raw[2] = 0x42  # a dtype code IDX does not have; the size is still right
     mirror = _mirror_with(tmp_path, gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="wrong IDX magic") as info:

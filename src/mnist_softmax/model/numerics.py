@@ -11,9 +11,9 @@ probabilities, log-probabilities and a negative log-likelihood through these fun
 
 They compute in float64 whatever the dtype of the logits, so a metric does not depend on
 whether the model was trained in float32 or float64. The exceptions are the fused training
-passes :func:`forward_backward_blocks` (softmax) and :func:`sparsemax_forward_backward_blocks`,
-written once for K models stacked side by side (a single model, :func:`forward_backward` and
-:func:`sparsemax_forward_backward`, is K = 1): each reuses one buffer for the logits, the
+pass :func:`forward_backward_blocks` (softmax or sparsemax, by its ``residuals``), written once
+for K models stacked side by side (a single model, :func:`forward_backward` and
+:func:`sparsemax_forward_backward`, is K = 1): it reuses one buffer for the logits, the
 probabilities and the gradient in the weights' dtype, because a minibatch step must cost no
 more than its two matrix products. Their results are checked
 against :func:`nll` and :func:`sparsemax_loss`, and their gradients by finite differences, in
@@ -170,7 +170,7 @@ def forward_backward(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray,
     y : ndarray of shape (n_samples,), integer class indices
     l2 : float, L2 penalty on ``W``
     """
-    return _one_model(forward_backward_blocks, W, b, X, y, l2)
+    return _one_model(softmax_residuals, W, b, X, y, l2)
 
 
 def sparsemax_forward_backward(
@@ -185,27 +185,59 @@ def sparsemax_forward_backward(
         loss = mean L(z_i, y_i) + l2/2 * ||W||^2          (see :func:`sparsemax_loss`)
         dW   = X^T (P - Y) / n + l2 * W,      db = sum_i (P - Y)_i / n,      P = sparsemax(Z)
 
-    Parameters as in :func:`forward_backward`; the K = 1 case of
-    :func:`sparsemax_forward_backward_blocks`.
+    Parameters as in :func:`forward_backward`.
     """
-    return _one_model(sparsemax_forward_backward_blocks, W, b, X, y, l2)
+    return _one_model(sparsemax_residuals, W, b, X, y, l2)
+
+
+Residuals = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _one_model(
-    blocks_pass: Callable[..., BlockPass],
-    W: np.ndarray,
-    b: np.ndarray,
-    X: np.ndarray,
-    y: np.ndarray,
-    l2: float,
+    residuals: Residuals, W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray, l2: float
 ) -> Pass:
-    """Run ``blocks_pass`` on one model (K = 1) and add the penalized loss L-BFGS minimizes."""
+    """Run the block pass on one model (K = 1) and add the penalized loss L-BFGS minimizes."""
     n_classes = len(b)
     Z, dW = np.empty((len(y), n_classes), W.dtype), np.empty_like(W)
-    out = blocks_pass(W, b, X, y, np.full(n_classes, l2, W.dtype), n_classes, Z, dW)
+    l2_cols = np.full(n_classes, l2, W.dtype)
+    out = forward_backward_blocks(W, b, X, y, l2_cols, n_classes, Z, dW, residuals)
     data_loss = float(out.nll[0])
     loss = data_loss + 0.5 * l2 * float(np.vdot(W, W))
     return Pass(loss=loss, nll=data_loss, n_correct=int(out.n_correct[0]), dW=out.dW, db=out.db)
+
+
+def softmax_residuals(blocks: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each model's mean cross-entropy (K,) and ``P - Y`` of shape (n, K * n_classes).
+
+    blocks : ndarray of shape (n, K, n_classes), logits with each block's max subtracted, a
+    view of a C-contiguous buffer that is overwritten (``P - Y`` is returned in it).
+    """
+    n, k, n_classes = blocks.shape
+    G = blocks.reshape(n, k * n_classes)  # the same buffer
+    flat = G.reshape(-1)  # flat[true] is (image i, model j, class y_i), i-major
+    true = np.arange(n * k) * n_classes + np.repeat(y, k)
+    z_true = flat[true].reshape(n, k)
+    np.exp(blocks, out=blocks)
+    total = blocks.sum(axis=2, keepdims=True)
+    # logsumexp(z) - z_y, averaged per model over contiguous rows
+    batch_nll = (np.log(total[:, :, 0]) - z_true).T.copy().mean(axis=1)
+    blocks /= total  # P
+    flat[true] -= 1.0  # P - Y without building the one-hot Y
+    return batch_nll, G
+
+
+def sparsemax_residuals(blocks: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each model's mean sparsemax loss (K,) and ``P - Y``, P = sparsemax per block.
+
+    Each (row, block) pair is one projection onto the simplex, so the blocks are flattened to
+    rows of ``n_classes`` and projected together. ``blocks`` as in :func:`softmax_residuals`
+    (read, not changed); ``P - Y`` is a new array of shape (n, K * n_classes).
+    """
+    n, k, n_classes = blocks.shape
+    y_rows = np.repeat(y, k)  # row i * k + j of the flattened blocks is image i, model j
+    losses, G = _sparsemax_losses(blocks.reshape(n * k, n_classes), y_rows)
+    G[np.arange(n * k), y_rows] -= 1  # P - Y without building the one-hot Y
+    return losses.reshape(n, k).T.copy().mean(axis=1), G.reshape(n, k * n_classes)
 
 
 def forward_backward_blocks(
@@ -217,13 +249,15 @@ def forward_backward_blocks(
     n_classes: int,
     Z: np.ndarray,
     dW: np.ndarray,
+    residuals: Residuals = softmax_residuals,
 ) -> BlockPass:
-    """Return the softmax pass of K models at once, whose weights are column blocks.
+    """Return the fused pass of K models at once, whose weights are column blocks.
 
     Why blocks: a sweep stacks K models as ``W = [W_1 | ... | W_K]`` so that one batch costs
     two matrix products for all of them (a (256 x 784) @ (784 x 10) product leaves BLAS idle;
-    a (784 x 10 K) one does not). The softmax, the NLL and ``P - Y`` are taken per block of
-    ``n_classes`` columns, and ``l2`` differs per block; a single model is K = 1
+    a (784 x 10 K) one does not). The link, the loss and ``P - Y`` are taken per block of
+    ``n_classes`` columns by ``residuals`` (:func:`softmax_residuals` or
+    :func:`sparsemax_residuals`), and ``l2`` differs per block; a single model is K = 1
     (:func:`forward_backward`). The products write into the caller's buffers ``Z`` and
     ``dW``: no allocation of batch size per step.
 
@@ -237,68 +271,16 @@ def forward_backward_blocks(
     n_classes : columns per block
     Z : ndarray of shape (>= n_samples, K * n_classes), scratch for logits and ``P - Y``
     dW : ndarray of shape (n_features, K * n_classes), receives the weight gradient
+    residuals : the output's loss and ``P - Y`` from the stabilized logits
     """
-    n, blocks, n_correct = _block_logits(W, b, X, y, n_classes, Z)
-    k = blocks.shape[1]
-    G = Z[:n]
-    flat = G.reshape(-1)  # a view; flat[true] is (image i, model j, class y_i), i-major
-    true = np.arange(n * k) * n_classes + np.repeat(y, k)
-    z_true = flat[true].reshape(n, k)
-    np.exp(blocks, out=blocks)
-    total = blocks.sum(axis=2, keepdims=True)
-    # logsumexp(z) - z_y, averaged per model over contiguous rows
-    batch_nll = (np.log(total[:, :, 0]) - z_true).T.copy().mean(axis=1)
-    blocks /= total  # P
-    flat[true] -= 1.0  # P - Y without building the one-hot Y
-    G /= n
-    return BlockPass(batch_nll, n_correct, _weight_gradient(X, G, W, l2, dW), G.sum(axis=0))
-
-
-def sparsemax_forward_backward_blocks(
-    W: np.ndarray,
-    b: np.ndarray,
-    X: np.ndarray,
-    y: np.ndarray,
-    l2: np.ndarray,
-    n_classes: int,
-    Z: np.ndarray,
-    dW: np.ndarray,
-) -> BlockPass:
-    """Return the sparsemax pass of K stacked models: :func:`forward_backward_blocks`' twin.
-
-    Each (row, block) pair is one projection onto the simplex, so the blocks are flattened to
-    rows of ``n_classes`` and projected together. Parameters as in
-    :func:`forward_backward_blocks`; ``BlockPass.nll`` is each model's mean sparsemax loss.
-    """
-    n, blocks, n_correct = _block_logits(W, b, X, y, n_classes, Z)
-    k = blocks.shape[1]
-    y_rows = np.repeat(y, k)  # row i * k + j of the flattened blocks is image i, model j
-    losses, G = _sparsemax_losses(blocks.reshape(n * k, n_classes), y_rows)
-    batch_loss = losses.reshape(n, k).T.copy().mean(axis=1)
-    G[np.arange(n * k), y_rows] -= 1  # P - Y without building the one-hot Y
-    G /= n
-    G = G.reshape(n, k * n_classes)
-    return BlockPass(batch_loss, n_correct, _weight_gradient(X, G, W, l2, dW), G.sum(axis=0))
-
-
-def _block_logits(
-    W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray, n_classes: int, Z: np.ndarray
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """Write ``X W + b`` into ``Z``; return n, the (n, K, n_classes) view with each block's max
-    subtracted (stable: exp(z - max) <= 1), and each model's argmax hits of shape (K,)."""
     n = len(y)
     logits = np.matmul(X, W, out=Z[:n])
     logits += b
     blocks = logits.reshape(n, len(b) // n_classes, n_classes)  # a view: row i, model k, class c
     n_correct = np.count_nonzero(blocks.argmax(axis=2) == y[:, None], axis=0)
-    blocks -= blocks.max(axis=2, keepdims=True)
-    return n, blocks, n_correct
-
-
-def _weight_gradient(
-    X: np.ndarray, G: np.ndarray, W: np.ndarray, l2: np.ndarray, dW: np.ndarray
-) -> np.ndarray:
-    """Return ``X^T G + l2 W`` written into ``dW`` (``G`` is ``(P - Y) / n``)."""
+    blocks -= blocks.max(axis=2, keepdims=True)  # stable: exp(z - max) <= 1
+    data_loss, G = residuals(blocks, y)
+    G /= n
     np.matmul(X.T, G, out=dW)
     dW += l2 * W
-    return dW
+    return BlockPass(nll=data_loss, n_correct=n_correct, dW=dW, db=G.sum(axis=0))

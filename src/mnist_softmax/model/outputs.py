@@ -10,6 +10,7 @@ is ``p - onehot(y)`` for both. The math itself lives in :mod:`mnist_softmax.mode
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -21,10 +22,11 @@ from mnist_softmax.model.numerics import (
     forward_backward_blocks,
     nll,
     softmax,
+    softmax_residuals,
     sparsemax,
     sparsemax_forward_backward,
-    sparsemax_forward_backward_blocks,
     sparsemax_loss,
+    sparsemax_residuals,
 )
 
 OUTPUTS = ("softmax", "sparsemax")
@@ -34,7 +36,7 @@ LOSS_NAMES = {"softmax": "nll", "sparsemax": "sparsemax_loss"}
 _PROBA = {"softmax": softmax, "sparsemax": sparsemax}
 _LOSS = {"softmax": nll, "sparsemax": sparsemax_loss}
 _PASS = {"softmax": forward_backward, "sparsemax": sparsemax_forward_backward}
-_BLOCK_PASS = {"softmax": forward_backward_blocks, "sparsemax": sparsemax_forward_backward_blocks}
+_RESIDUALS = {"softmax": softmax_residuals, "sparsemax": sparsemax_residuals}
 
 
 def check_output(output: str) -> str:
@@ -64,4 +66,4 @@ def fused_pass(output: str) -> Callable[..., Pass]:
 
 def fused_block_pass(output: str) -> Callable[..., BlockPass]:
     """Return the fused pass of K stacked models ``(W, b, X, y, l2, n_classes, Z, dW)``."""
-    return _BLOCK_PASS[check_output(output)]
+    return functools.partial(forward_backward_blocks, residuals=_RESIDUALS[check_output(output)])

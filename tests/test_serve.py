@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import stage_env
+from shipped import evaluation_args
 from tracking_fixtures import REGISTERED
 
 from mnist_softmax.evaluation.evaluate import evaluate
@@ -92,8 +93,14 @@ def test_every_request_format_returns_evaluates_probabilities_and_the_label(serv
     model = load_model(model_path)
     names = [str(c) for c in model.class_names]
     temperature = load_temperature(calibration_path)
-    expected = evaluate(model.logits(X).astype(np.float64), y, temperature, names,
-                        np.random.default_rng(0), bootstrap_samples=0).proba_calibrated  # fmt: skip
+    expected = evaluate(
+        model.logits(X).astype(np.float64),
+        y,
+        temperature,
+        names,
+        np.random.default_rng(0),
+        **evaluation_args(bootstrap_samples=0),
+    ).proba_calibrated
     for name, (body, kind) in requests(X).items():
         status, answer = post(url, body, f"application/{kind}" if kind == "json" else "text/csv")
         assert status == 200, (name, answer)

@@ -199,7 +199,8 @@ def _score(
     rng = np.random.default_rng(cfg.seed)  # the evaluate stage's bootstrap generator
     evaluation = evaluate(
         model.logits(test.X), test.y, calibration.temperature, list(cfg.data.class_names), rng,
-        ev_cfg.n_bins, ev_cfg.binning, ev_cfg.bootstrap_samples, ev_cfg.ci_level, model.output,
+        n_bins=ev_cfg.n_bins, binning=ev_cfg.binning, bootstrap_samples=ev_cfg.bootstrap_samples,
+        ci_level=ev_cfg.ci_level, output=model.output,
     )  # fmt: skip
     metrics = merge_final_metrics(
         data.data_report, result.summary, calibration.to_metrics(), evaluation.metrics

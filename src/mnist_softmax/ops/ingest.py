@@ -8,7 +8,6 @@ their ``REASON.txt``) and still waiting for their ``READY`` file.
 from __future__ import annotations
 
 import argparse
-import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from mnist_softmax.config import PathsConfig, load_or_compose
 from mnist_softmax.data.batch_files import inbox_folders
 from mnist_softmax.data.batch_store import load_manifest
 from mnist_softmax.errors import PipelineError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ the batch in one named way so the validator's quarantine can be exercised. The b
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from mnist_softmax.data.batch_files import NAME_PATTERN
@@ -22,8 +21,6 @@ from mnist_softmax.data.batch_maker import (
     write_batch,
 )
 from mnist_softmax.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 def _classes(text: str) -> tuple[int, ...]:

@@ -6,13 +6,10 @@ Takes the same lock as ``retrain`` so a manual promotion never races a scheduled
 from __future__ import annotations
 
 import argparse
-import logging
 
 from mnist_softmax.config import load_config
 from mnist_softmax.ops.lock import exclusive_lock
 from mnist_softmax.ops.retrain import LOCK_FILE
-
-log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:

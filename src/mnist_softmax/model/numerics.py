@@ -219,8 +219,9 @@ def softmax_residuals(blocks: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np
     z_true = flat[true].reshape(n, k)
     np.exp(blocks, out=blocks)
     total = blocks.sum(axis=2, keepdims=True)
-    # logsumexp(z) - z_y, averaged per model over contiguous rows
-    batch_nll = (np.log(total[:, :, 0]) - z_true).T.copy().mean(axis=1)
+    # logsumexp(z) - z_y, averaged per model over contiguous rows (pairwise sum: a single
+    # model's mean, bit for bit)
+    batch_nll = np.ascontiguousarray((np.log(total[:, :, 0]) - z_true).T).mean(axis=1)
     blocks /= total  # P
     flat[true] -= 1.0  # P - Y without building the one-hot Y
     return batch_nll, G
@@ -237,7 +238,8 @@ def sparsemax_residuals(blocks: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
     y_rows = np.repeat(y, k)  # row i * k + j of the flattened blocks is image i, model j
     losses, G = _sparsemax_losses(blocks.reshape(n * k, n_classes), y_rows)
     G[np.arange(n * k), y_rows] -= 1  # P - Y without building the one-hot Y
-    return losses.reshape(n, k).T.copy().mean(axis=1), G.reshape(n, k * n_classes)
+    batch_loss = np.ascontiguousarray(losses.reshape(n, k).T).mean(axis=1)
+    return batch_loss, G.reshape(n, k * n_classes)
 
 
 def forward_backward_blocks(
@@ -277,7 +279,7 @@ def forward_backward_blocks(
     logits = np.matmul(X, W, out=Z[:n])
     logits += b
     blocks = logits.reshape(n, len(b) // n_classes, n_classes)  # a view: row i, model k, class c
-    n_correct = np.count_nonzero(blocks.argmax(axis=2) == y[:, None], axis=0)
+    n_correct = (blocks.argmax(axis=2) == y[:, None]).sum(axis=0)
     blocks -= blocks.max(axis=2, keepdims=True)  # stable: exp(z - max) <= 1
     data_loss, G = residuals(blocks, y)
     G /= n

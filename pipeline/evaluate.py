@@ -29,8 +29,9 @@ def main(cfg: Config) -> None:
     names = [str(c) for c in model.class_names]
     rng = np.random.default_rng(cfg.seed)  # bootstrap resamples of the ECE interval
     temperature = load_temperature(paths.calibration)
-    result = evaluate(model.logits(test.X), test.y, temperature, names, rng, ev.n_bins,
-                      ev.binning, ev.bootstrap_samples, ev.ci_level, model.output)  # fmt: skip
+    result = evaluate(model.logits(test.X), test.y, temperature, names, rng, n_bins=ev.n_bins,
+                      binning=ev.binning, bootstrap_samples=ev.bootstrap_samples,
+                      ci_level=ev.ci_level, output=model.output)  # fmt: skip
     reliability = {"uncalibrated": paths.reliability_uncalibrated,
                    "calibrated": paths.reliability_calibrated}  # fmt: skip
     result.write(paths.eval_metrics, paths.per_class, reliability, paths.confusion)

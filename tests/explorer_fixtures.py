@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import stage_env
+from shipped import temperature_args
 
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.idx import gunzip, parse_idx
@@ -60,7 +61,7 @@ def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
     cfg = config_from_container(compose(REPO / "params", ["optimizer.epochs=3"]))
     scaler = Scaler.fit(fit_split.X, "standardize", 25.5, (28, 28))  # deskews, as shipped
     model = train(fit_split, val, scaler, cfg).model
-    temperature = fit_temperature(model.logits(val.X), val.y)
+    temperature = fit_temperature(model.logits(val.X), val.y, **temperature_args())
 
     root = tmp_path_factory.mktemp("explorer")
     (root / "models").mkdir()

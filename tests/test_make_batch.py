@@ -267,7 +267,7 @@ def test_a_write_failing_halfway_removes_the_partial_folder(mnist_raw, tmp_path)
 
 
 def make_batch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mnist_softmax.ops.make_batch", *args]
+    cmd = [sys.executable, "-m", "mnist_softmax.cli", "make-batch", *args]
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
 
 

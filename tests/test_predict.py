@@ -16,7 +16,6 @@ from tracking_fixtures import REGISTERED
 
 from mnist_softmax.config import compose, config_from_container, to_yaml
 from mnist_softmax.data.digit_image import normalize_digit
-from mnist_softmax.data.idx import parse_idx
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
 from mnist_softmax.model.model_file import save_model
@@ -30,22 +29,17 @@ render = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(render)
 
 
-def _idx(shared_mnist: Path, name: str) -> np.ndarray:
-    return parse_idx(gzip.decompress((shared_mnist / name).read_bytes()), name)
+@pytest.fixture(scope="module")
+def test_digits(mnist) -> Split:
+    return Split(mnist["test_images"], mnist["test_labels"].astype(np.int64))
 
 
 @pytest.fixture(scope="module")
-def test_digits(shared_mnist) -> Split:
-    X = _idx(shared_mnist, "t10k-images-idx3-ubyte.gz")
-    return Split(X, _idx(shared_mnist, "t10k-labels-idx1-ubyte.gz").astype(np.int64))
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, shared_mnist) -> Path:
+def workspace(tmp_path_factory, mnist) -> Path:
     """A folder with params.yaml, models/model.npz (trained on 20k real digits) and its T."""
     root = tmp_path_factory.mktemp("predict")
-    X = _idx(shared_mnist, "train-images-idx3-ubyte.gz")[:22000].reshape(22000, 784)
-    y = _idx(shared_mnist, "train-labels-idx1-ubyte.gz")[:22000].astype(np.int64)
+    X = mnist["train_images"][:22000].reshape(22000, 784)
+    y = mnist["train_labels"][:22000].astype(np.int64)
     cfg = config_from_container(compose(REPO / "params", ["optimizer.epochs=4"]))
     fit, val = Split(X[:20000], y[:20000]), Split(X[20000:], y[20000:])
     result = train(fit, val, Scaler.fit(fit.X, "standardize", 25.5), cfg)

@@ -27,7 +27,7 @@ NAME = "mnist-softmax"
 
 
 def make_batch(path, env, *args: str):
-    return run([sys.executable, "-m", "mnist_softmax.ops.make_batch", *args], path, env)
+    return run([sys.executable, "-m", "mnist_softmax.cli", "make-batch", *args], path, env)
 
 
 def test_rule_without_new_batches_drops_only_their_metrics():

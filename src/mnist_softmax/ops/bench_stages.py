@@ -135,7 +135,3 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="dvc repro -f runs (median)")
     parser.add_argument("--out", help="also write the markdown table to this file")
     return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -246,7 +246,3 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--out", help="also write the markdown table to this file")
     return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 A queued DVC sweep pays, per config, for a Python start, the imports and DVC's bookkeeping of six
 stages: about 11 s for 1 s of training. Here the grid (``-S key=v1,v2`` expanded exactly as
 ``dvc exp run -S`` expands it, by Hydra's sweeper) is composed from ``params/``, the configs that
-share seed, batch size and epochs are trained together by
+share seed, batch size, epochs and output (softmax or sparsemax) are trained together by
 :func:`mnist_softmax.model.stacked_sgd.train_stacked`, and each is then calibrated and
 evaluated with the pipeline's own functions on the workspace's prepared splits, so its metrics
 are those its DVC experiment would write. The printed ``dvc exp run -S ...`` command retrains
@@ -194,11 +194,13 @@ def _score(
     calibration = calibrate(
         model.logits(val.X), val.y, method=cfg.calibration.method, t_min=cfg.calibration.t_min,
         t_max=cfg.calibration.t_max, n_bins=ev_cfg.n_bins, binning=ev_cfg.binning,
+        output=model.output,
     )  # fmt: skip
     rng = np.random.default_rng(cfg.seed)  # the evaluate stage's bootstrap generator
     evaluation = evaluate(
         model.logits(test.X), test.y, calibration.temperature, list(cfg.data.class_names), rng,
-        ev_cfg.n_bins, ev_cfg.binning, ev_cfg.bootstrap_samples, ev_cfg.ci_level,
+        n_bins=ev_cfg.n_bins, binning=ev_cfg.binning, bootstrap_samples=ev_cfg.bootstrap_samples,
+        ci_level=ev_cfg.ci_level, output=model.output,
     )  # fmt: skip
     metrics = merge_final_metrics(
         data.data_report, result.summary, calibration.to_metrics(), evaluation.metrics

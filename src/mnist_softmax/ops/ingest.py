@@ -8,7 +8,6 @@ their ``REASON.txt``) and still waiting for their ``READY`` file.
 from __future__ import annotations
 
 import argparse
-import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,6 @@ from mnist_softmax.config import PathsConfig, load_or_compose
 from mnist_softmax.data.batch_files import inbox_folders
 from mnist_softmax.data.batch_store import load_manifest
 from mnist_softmax.errors import PipelineError
-from mnist_softmax.stage import setup_logging
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,17 +47,12 @@ class InboxState:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-softmax ingest", description=__doc__)
     parser.parse_args(argv)
-    setup_logging("ingest")
-    try:
-        paths = load_or_compose().paths
-        before = InboxState.read(paths)
-        code = subprocess.run(["dvc", "repro", "ingest"], check=False).returncode
-        if code:
-            raise PipelineError(f"`dvc repro ingest` failed with exit code {code}")
-        changes = InboxState.read(paths).since(before)
-    except PipelineError as exc:
-        log.error("error: %s", exc)
-        return exc.exit_code
+    paths = load_or_compose().paths
+    before = InboxState.read(paths)
+    code = subprocess.run(["dvc", "repro", "ingest"], check=False).returncode
+    if code:
+        raise PipelineError(f"`dvc repro ingest` failed with exit code {code}")
+    changes = InboxState.read(paths).since(before)
     print("; ".join(f"{kind}: {', '.join(names) or 'none'}" for kind, names in changes.items()))
     for name in changes["quarantined"]:
         print(f"  see {Path(paths.quarantine_dir) / name / 'REASON.txt'}")

@@ -107,9 +107,12 @@ HEADLINE = ("test/acc", "test/nll_calibrated", "test/ece_calibrated")
 SPARSEMAX_ONLY = ("support", "single", "true_zero", "sparsemax_loss")
 # not logged as values: per-class numbers and counts go in tables (class names are text, not
 # key parts), split sizes with the dataset input, the calibrate stage's copy of the temperature,
-# and the final train/val accuracy and NLL, which the curves of the same names end with
+# and the final train/val accuracy and loss, which the curves of the same names end with
 NOT_METRICS = ("counts/", "per_class/", "size/")
-DUPLICATES = ("calibration/temperature", "train/acc", "train/nll", "val/acc", "val/nll")
+CURVE_SCORES = ("acc", "nll", "sparsemax_loss")
+DUPLICATES = ("calibration/temperature",) + tuple(
+    f"{split}/{score}" for split in ("train", "val") for score in CURVE_SCORES
+)
 RENAMED_SECTIONS = {"test": "test_detail", "conformal": "test_sets", "batch": "test_batches"}
 
 

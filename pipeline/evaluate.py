@@ -8,12 +8,12 @@ import numpy as np
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
-from mnist_softmax.data.batch_store import load_batches
 from mnist_softmax.data.splits import load_split, split_path
 from mnist_softmax.evaluation.batch_scores import score_batches
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.figures import write_figures
 from mnist_softmax.evaluation.temperature import load_temperature
+from mnist_softmax.inbox.batch_store import load_batches
 from mnist_softmax.model.curves import read_curves
 from mnist_softmax.model.model_file import load_model
 from mnist_softmax.stage import log, run_stage

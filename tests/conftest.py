@@ -20,7 +20,7 @@ import pytest
 from tracking_fixtures import logged_runs, tracking_store  # noqa: F401  (shared MLflow store)
 
 from mnist_softmax.config import Config, compose, config_from_container
-from mnist_softmax.ops.bench_sweep import PROJECT_FILES  # what a clean clone holds
+from mnist_softmax.devtools.project_copy import PROJECT_FILES  # what a clean clone holds
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("SHARED_MNIST", REPO.parent / "shared" / "mnist"))

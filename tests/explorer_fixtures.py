@@ -82,8 +82,8 @@ def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
 @pytest.fixture(scope="session")
 def explorer_app(trained_files: TrainedFiles):
     """The Flask app serving the trained model, built as ``mnist-softmax explore`` builds it."""
+    from mnist_softmax.commands.explore import load_digit_model
     from mnist_softmax.explorer.app import create_app
-    from mnist_softmax.ops.explore import load_digit_model
     from mnist_softmax.tracking.model_source import ModelSource, load_model_source
 
     cfg = config_from_container(compose(REPO / "params"))

@@ -12,7 +12,7 @@ from conftest import REPO, copy_project, run
 
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.errors import ConfigError
-from mnist_softmax.ops.fast_sweep import compose_grid, expand_grid
+from mnist_softmax.sweeps.fast_sweep import compose_grid, expand_grid
 
 
 def test_grid_is_the_cartesian_product_dvc_forms():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mnist_softmax.ops import compare, history
+from mnist_softmax.commands import compare, history
 
 
 def test_history_without_reports_says_so(tmp_path, monkeypatch, capsys):

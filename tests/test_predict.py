@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 from tracking_fixtures import REGISTERED
 
+from mnist_softmax.commands import predict
 from mnist_softmax.config import compose, config_from_container, to_yaml
 from mnist_softmax.data.digit_image import normalize_digit
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
 from mnist_softmax.model.model_file import save_model
 from mnist_softmax.model.training import train
-from mnist_softmax.ops import predict
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPERATURE = 1.25

@@ -18,8 +18,8 @@ from shipped import shipped_config
 from test_retrain import champion, client, history, last_report, retrain
 
 from mnist_softmax.config import RetrainConfig
-from mnist_softmax.ops.champion_rule import decide
-from mnist_softmax.ops.new_batches import as_new_batch_scores, rule_for
+from mnist_softmax.retraining.champion_rule import decide
+from mnist_softmax.retraining.new_batches import as_new_batch_scores, rule_for
 
 pytestmark = pytest.mark.slow
 

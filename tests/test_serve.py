@@ -21,10 +21,10 @@ from conftest import stage_env
 from shipped import evaluation_args
 from tracking_fixtures import REGISTERED
 
+from mnist_softmax.commands.ui import stop_server, wait_ready
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.temperature import load_temperature
 from mnist_softmax.model.model_file import load_model
-from mnist_softmax.ops.ui import stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
 N = 40  # images per request

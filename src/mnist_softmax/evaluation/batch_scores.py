@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.splits import Split
 from mnist_softmax.evaluation.evaluate import score_logits
+from mnist_softmax.inbox.batch_store import AcceptedBatch
 from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy
 

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from mnist_softmax.config import Config, PathsConfig
-from mnist_softmax.data.batch_store import load_manifest, manifest_sha256
 from mnist_softmax.errors import DataError
+from mnist_softmax.inbox.batch_store import load_manifest, manifest_sha256
 from mnist_softmax.redact import redact_mapping
 
 MAX_PARAM_CHARS = 500  # MLflow accepts 6000 since 2.x; 500 keeps old servers and the UI happy
@@ -110,8 +110,9 @@ SPARSEMAX_ONLY = ("support", "single", "true_zero", "sparsemax_loss")
 # and the final train/val accuracy and loss, which the curves of the same names end with
 NOT_METRICS = ("counts/", "per_class/", "size/")
 CURVE_SCORES = ("acc", "nll", "sparsemax_loss")
-DUPLICATES = ("calibration/temperature",) + tuple(
-    f"{split}/{score}" for split in ("train", "val") for score in CURVE_SCORES
+DUPLICATES = (
+    "calibration/temperature",
+    *(f"{split}/{score}" for split in ("train", "val") for score in CURVE_SCORES),
 )
 RENAMED_SECTIONS = {"test": "test_detail", "conformal": "test_sets", "batch": "test_batches"}
 

@@ -1,6 +1,6 @@
 """``mnist-softmax sweep``: run a grid of configs, log one MLflow run each, print the ranking.
 
-By default the fast path (:mod:`mnist_softmax.ops.fast_sweep`): every config in this process,
+By default the fast path (:mod:`mnist_softmax.sweeps.fast_sweep`): every config in this process,
 trained side by side, logged as child runs of one parent run, each printed with the
 ``dvc exp run -S ...`` command that reproduces it. With ``--cluster``, the same grid in blocks
 on a Dask cluster (:mod:`mnist_softmax.cluster.runner`), logged the same way. With
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fast_main(args: argparse.Namespace) -> int:
     """The fast path: bring the prepared data up to date, sweep, print ranking and commands."""
-    from mnist_softmax.ops.fast_sweep import sweep_and_log
+    from mnist_softmax.sweeps.fast_sweep import sweep_and_log
 
     _dvc("repro", "preprocess")  # a no-op when params/ and the data have not changed
     table, outcomes = sweep_and_log(

@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 
 from mnist_softmax.config import load_config
-from mnist_softmax.ops.lock import exclusive_lock
-from mnist_softmax.ops.retrain import LOCK_FILE
+from mnist_softmax.retraining.lock import LOCK_FILE, exclusive_lock
 
 
 def main(argv: list[str] | None = None) -> int:

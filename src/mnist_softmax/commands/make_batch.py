@@ -3,7 +3,7 @@
 The images are MNIST's own (from ``--raw-dir``, where ``dvc repro fetch`` leaves them),
 shifted and rotated at random, with optional label skew and label noise; ``--corrupt`` breaks
 the batch in one named way so the validator's quarantine can be exercised. The batch appears in
-``--inbox`` all at once (:func:`mnist_softmax.data.batch_maker.write_batch`).
+``--inbox`` all at once (:func:`mnist_softmax.inbox.batch_maker.write_batch`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_softmax.data.batch_files import NAME_PATTERN
-from mnist_softmax.data.batch_maker import (
+from mnist_softmax.errors import ConfigError
+from mnist_softmax.inbox.batch_files import NAME_PATTERN
+from mnist_softmax.inbox.batch_maker import (
     CORRUPTIONS,
     SOURCE_FILES,
     BatchSpec,
@@ -20,7 +21,6 @@ from mnist_softmax.data.batch_maker import (
     load_source,
     write_batch,
 )
-from mnist_softmax.errors import ConfigError
 
 
 def _classes(text: str) -> tuple[int, ...]:

@@ -41,8 +41,8 @@ endif
 venv: $(STAMP) .dvc/plots/template.html ## create .venv and install the project with its dependencies
 
 plots-template: .dvc/plots/template.html ## the offline page of `dvc plots show` (vega from npm)
-.dvc/plots/template.html: src/mnist_softmax/ops/plots_template.py | $(STAMP)
-	$(BIN)/python -m mnist_softmax.ops.plots_template $@
+.dvc/plots/template.html: src/mnist_softmax/devtools/plots_template.py | $(STAMP)
+	$(BIN)/python -m mnist_softmax.devtools.plots_template $@
 
 run: $(STAMP) .dvc/plots/template.html ## run the whole pipeline (dvc repro), ending with a run in MLflow
 	$(BIN)/dvc repro

@@ -10,7 +10,6 @@ import numpy as np
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
-from mnist_softmax.data.batch_store import load_batches
 from mnist_softmax.data.splits import load_split, split_path
 from mnist_softmax.evaluation.batch_scores import score_batches
 from mnist_softmax.evaluation.charts import save_figure
@@ -19,6 +18,7 @@ from mnist_softmax.evaluation.conformal_report import build_sets_figure, evaluat
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.figures import write_figures
 from mnist_softmax.evaluation.temperature import load_temperature
+from mnist_softmax.inbox.batch_store import load_batches
 from mnist_softmax.model.curves import read_curves
 from mnist_softmax.model.model_file import load_model
 from mnist_softmax.stage import log, run_stage
@@ -35,8 +35,9 @@ def main(cfg: Config) -> None:
     rng = np.random.default_rng(cfg.seed)  # bootstrap resamples of the ECE interval
     temperature = load_temperature(paths.calibration)
     conformal = load_conformal(paths.conformal, len(names))
-    result = evaluate(model.logits(test.X), test.y, temperature, names, rng, ev.n_bins,
-                      ev.binning, ev.bootstrap_samples, ev.ci_level, model.output)  # fmt: skip
+    result = evaluate(model.logits(test.X), test.y, temperature, names, rng, n_bins=ev.n_bins,
+                      binning=ev.binning, bootstrap_samples=ev.bootstrap_samples,
+                      ci_level=ev.ci_level, output=model.output)  # fmt: skip
     reliability = {"uncalibrated": paths.reliability_uncalibrated,
                    "calibrated": paths.reliability_calibrated}  # fmt: skip
     sets, tables, curve = evaluate_sets(conformal, result.proba_calibrated, test.y, names)

@@ -3,8 +3,8 @@ or data/quarantine/<batch>/ with REASON.txt. Reads data/raw's test images (leaka
 """
 
 from mnist_softmax.config import Config
-from mnist_softmax.data.ingest import ingest
 from mnist_softmax.data.prepare import load_raw
+from mnist_softmax.inbox.ingest import ingest
 from mnist_softmax.stage import log, run_stage
 
 # the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)

@@ -4,10 +4,10 @@ data/prepared/{train,val,test,scaler}.npz + reports/data.json.
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
-from mnist_softmax.data.batch_store import load_batches
 from mnist_softmax.data.prepare import data_report, prepare
 from mnist_softmax.data.scaler import save_scaler, scaler_path
 from mnist_softmax.data.splits import save_split, split_path
+from mnist_softmax.inbox.batch_store import load_batches
 from mnist_softmax.stage import log, run_stage
 
 # the config keys this stage reads: exactly its params: in dvc.yaml (tests/test_dvc_yaml.py)

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mnist_softmax.commands.ui import stop_server, wait_ready
 from mnist_softmax.config import load_or_compose
 from mnist_softmax.data.idx import parse_idx
-from mnist_softmax.ops.ui import stop_server, wait_ready
 from mnist_softmax.tracking.store import resolve_store
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"

@@ -249,7 +249,7 @@ def _line(cycle: Cycle) -> str:
 
 def _make_project(tmp: Path) -> Path:
     sys.path.insert(0, str(REPO / "src"))
-    from mnist_softmax.ops.bench_sweep import copy_project
+    from mnist_softmax.devtools.project_copy import copy_project
 
     return copy_project(REPO, tmp / "project")
 

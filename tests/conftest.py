@@ -20,7 +20,7 @@ import pytest
 from tracking_fixtures import logged_runs, tracking_store  # noqa: F401  (shared MLflow store)
 
 from mnist_softmax.config import Config, compose, config_from_container
-from mnist_softmax.ops.bench_sweep import PROJECT_FILES  # what a clean clone holds
+from mnist_softmax.devtools.project_copy import PROJECT_FILES  # what a clean clone holds
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("SHARED_MNIST", REPO.parent / "shared" / "mnist"))
@@ -57,6 +57,23 @@ def mnist_raw(tmp_path_factory, shared_mnist: Path) -> Path:
     for gz in shared_mnist.glob("*-ubyte.gz"):
         (folder / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
     return folder
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_raw: Path) -> dict[str, object]:
+    """The real MNIST arrays, read once per session from :func:`mnist_raw` by the project's IDX
+    reader: ``train_images``/``test_images`` (n, 28, 28) uint8, ``train_labels``/``test_labels``
+    (n,) uint8. Read-only: copy before changing them."""
+    from mnist_softmax.data.idx import read_idx
+
+    names = {"train": "train", "test": "t10k"}
+    arrays = {}
+    for part, prefix in names.items():
+        arrays[f"{part}_images"] = read_idx(mnist_raw / f"{prefix}-images-idx3-ubyte")
+        arrays[f"{part}_labels"] = read_idx(mnist_raw / f"{prefix}-labels-idx1-ubyte")
+    for array in arrays.values():
+        array.flags.writeable = False
+    return arrays
 
 
 @pytest.fixture
@@ -254,12 +271,22 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+_SCREENSHOTS: list[Path] = []
+
+
 @pytest.fixture(scope="session")
-def screenshots_dir() -> Path:
-    """Where browser tests save screenshots for a person to look at (kept after the run)."""
-    folder = REPO / "reports" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
+def screenshots_dir(tmp_path_factory) -> Path:
+    """Where browser tests save screenshots for a person to look at: outside the work tree (a
+    session temp folder pytest keeps for its last three runs), named at the end of the run."""
+    folder = tmp_path_factory.mktemp("screenshots", numbered=True)
+    _SCREENSHOTS.append(folder)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say where this run's screenshots are."""
+    for folder in _SCREENSHOTS:
+        terminalreporter.write_line(f"screenshots: {folder}")
 
 
 @pytest.fixture(scope="module")

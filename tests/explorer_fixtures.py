@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import stage_env
+from shipped import conformal_args, temperature_args
 
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.idx import gunzip, parse_idx
@@ -63,7 +64,7 @@ def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
     cfg = config_from_container(compose(REPO / "params", ["optimizer.epochs=3"]))
     scaler = Scaler.fit(fit_split.X, "standardize", 25.5, (28, 28))  # deskews, as shipped
     model = train(fit_split, val, scaler, cfg).model
-    temperature = fit_temperature(model.logits(val.X), val.y)
+    temperature = fit_temperature(model.logits(val.X), val.y, **temperature_args())
 
     root = tmp_path_factory.mktemp("explorer")
     (root / "models").mkdir()
@@ -71,7 +72,9 @@ def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
     calibration = root / "models" / "calibration.json"
     calibration.write_text(json.dumps({"method": "temperature", "temperature": temperature}))
     held_out = model.predict_proba(val.X, temperature)  # a test fixture: T's images, too
-    save_conformal(root / "models" / "conformal.json", fit_conformal(held_out, val.y, "lac", 0.05))
+    save_conformal(
+        root / "models" / "conformal.json", fit_conformal(held_out, val.y, **conformal_args())
+    )
     n_test = 2000
     test = Split(
         _read("t10k-images-idx3-ubyte.gz", n_test).reshape(n_test, -1),
@@ -86,8 +89,8 @@ def trained_files(tmp_path_factory: pytest.TempPathFactory) -> TrainedFiles:
 @pytest.fixture(scope="session")
 def explorer_app(trained_files: TrainedFiles):
     """The Flask app serving the trained model, built as ``mnist-softmax explore`` builds it."""
+    from mnist_softmax.commands.explore import load_digit_model
     from mnist_softmax.explorer.app import create_app
-    from mnist_softmax.ops.explore import load_digit_model
     from mnist_softmax.tracking.model_source import ModelSource, load_model_source
 
     cfg = config_from_container(compose(REPO / "params"))

@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 
 from mnist_softmax.data.scaler import Scaler, save_scaler
 from mnist_softmax.data.splits import Split, save_split
-from mnist_softmax.ops.bench import main, summarize
+from mnist_softmax.devtools.bench import main, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mnist_softmax.config import RetrainConfig
-from mnist_softmax.ops.champion_rule import decide
+from mnist_softmax.retraining.champion_rule import decide
 
 RULE = RetrainConfig(
     higher_is_better=["test/acc"],

@@ -22,8 +22,8 @@ import pytest
 from conftest import make_project, run
 from test_serve import free_port
 
+from mnist_softmax.commands.ui import stop_server, wait_ready
 from mnist_softmax.config import load_config
-from mnist_softmax.ops.ui import stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -105,9 +105,9 @@ def test_predict_csv_and_json_carry_the_names(named_project):
 
 
 def test_served_model_and_explorer_answer_with_the_names(named_project):
+    from mnist_softmax.commands.explore import load_digit_model
     from mnist_softmax.data.idx import parse_idx
     from mnist_softmax.explorer.app import create_app
-    from mnist_softmax.ops.explore import load_digit_model
     from mnist_softmax.tracking.model_source import load_model_source
 
     root, env = named_project

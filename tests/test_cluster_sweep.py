@@ -25,7 +25,7 @@ from mnist_softmax.cluster.runner import ClusterRun, plan_blocks
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.prepare import PreparedData
 from mnist_softmax.errors import ClusterError
-from mnist_softmax.ops.fast_sweep import SweepData, SweepPlan, run_in_process
+from mnist_softmax.sweeps.fast_sweep import SweepData, SweepPlan, run_in_process
 
 SCRIPT = REPO / "scripts" / "cluster"
 GRID16 = ["-S", "optimizer.lr=0.05,0.1,0.2,0.5", "-S", "model.l2=1e-4,1e-3,2e-3,5e-3"]

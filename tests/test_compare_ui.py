@@ -17,8 +17,8 @@ import psutil
 import pytest
 from tracking_fixtures import REPO
 
-from mnist_softmax.ops import compare
-from mnist_softmax.ops.ui import server_command
+from mnist_softmax.commands import compare
+from mnist_softmax.commands.ui import server_command
 from mnist_softmax.tracking.store import Store
 
 pytestmark = pytest.mark.slow

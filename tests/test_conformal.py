@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from shipped import conformal_args
 
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.conformal import (
@@ -49,7 +50,9 @@ def test_coverage_is_at_least_one_minus_alpha_on_average_and_not_much_more(metho
     for _ in range(200):
         P_cal, y_cal = draw(rng, n_cal)
         P_test, y_test = draw(rng, 400)
-        fitted = fit_conformal(P_cal, y_cal, method, alpha, lam=0.05, k_reg=1, mondrian=mondrian)
+        fitted = fit_conformal(
+            P_cal, y_cal, method=method, alpha=alpha, lam=0.05, k_reg=1, mondrian=mondrian
+        )
         coverages.append(coverage_metrics(fitted.sets(P_test), y_test)["coverage"])
     mean, sem = np.mean(coverages), np.std(coverages) / math.sqrt(len(coverages))
     assert mean >= 1 - alpha - 3 * sem  # the guarantee (up to the Monte Carlo error)
@@ -70,29 +73,33 @@ def test_the_threshold_is_the_kth_order_statistic():
 
 def test_scores_match_their_definitions_and_sets_contain_y_iff_its_score_passes():
     P = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
-    np.testing.assert_allclose(conformity_scores(P, "lac"), 1 - P)
-    np.testing.assert_allclose(conformity_scores(P, "aps"), [[0.6, 0.9, 1.0], [0.8, 1.0, 0.6]])
+    np.testing.assert_allclose(conformity_scores(P, "lac", lam=0, k_reg=0), 1 - P)
+    np.testing.assert_allclose(
+        conformity_scores(P, "aps", lam=0, k_reg=0), [[0.6, 0.9, 1.0], [0.8, 1.0, 0.6]]
+    )
     np.testing.assert_allclose(  # rank penalty lam * (rank - k_reg)+ with k_reg = 1
         conformity_scores(P, "raps", lam=0.5, k_reg=1), [[0.6, 1.4, 2.0], [1.3, 2.0, 0.6]]
     )
     rng = np.random.default_rng(2)
     P, y = draw(rng, 500)
     for method in ("lac", "aps", "raps"):
-        fitted = fit_conformal(P[:250], y[:250], method, 0.2, lam=0.1, k_reg=2)
-        S = conformity_scores(P[250:], method, 0.1, 2)
+        fitted = fit_conformal(
+            P[:250], y[:250], method=method, alpha=0.2, lam=0.1, k_reg=2, mondrian=False
+        )
+        S = conformity_scores(P[250:], method, lam=0.1, k_reg=2)
         covered = fitted.sets(P[250:])[np.arange(250), y[250:]]
         np.testing.assert_array_equal(covered, S[np.arange(250), y[250:]] <= fitted.thresholds())
 
 
 def test_lac_sets_equal_mapies_split_conformal_sets():
     pytest.importorskip("mapie")
-    from mnist_softmax.ops.conformal_bench import mapie_sets
+    from mnist_softmax.devtools.conformal_bench import mapie_sets
 
     rng = np.random.default_rng(3)
     for alpha in (0.05, 0.1, 0.2):
         P_cal, y_cal = draw(rng, 1000)
         P_test, _ = draw(rng, 2000)
-        ours = fit_conformal(P_cal, y_cal, "lac", alpha).sets(P_test)
+        ours = fit_conformal(P_cal, y_cal, **conformal_args(alpha=alpha)).sets(P_test)
         theirs = mapie_sets(P_cal, y_cal, P_test, alpha, "lac")
         assert ours.shape == theirs.shape and ours.sum() > 2000 * 0.5
         np.testing.assert_array_equal(ours, theirs)
@@ -111,7 +118,8 @@ def test_mondrian_covers_each_class_a_plain_threshold_does_not():
     P_test, y_test = hard_draw(20000)
     per = {}
     for mondrian in (False, True):
-        mask = fit_conformal(P_cal, y_cal, "lac", 0.1, mondrian=mondrian).sets(P_test)
+        fitted = fit_conformal(P_cal, y_cal, **conformal_args(alpha=0.1, mondrian=mondrian))
+        mask = fitted.sets(P_test)
         per[mondrian] = coverage_tables(mask, y_test, [str(k) for k in range(K)])["per_class"]
     assert per[False]["0"]["coverage"] < 0.85
     assert min(c["coverage"] for c in per[True].values()) > 0.88
@@ -136,7 +144,9 @@ def test_the_file_round_trips_and_serves_any_alpha(tmp_path):
     rng = np.random.default_rng(5)
     P, y = draw(rng, 600)
     for mondrian in (False, True):
-        fitted = fit_conformal(P, y, "raps", 0.05, lam=0.02, k_reg=2, mondrian=mondrian)
+        fitted = fit_conformal(
+            P, y, method="raps", alpha=0.05, lam=0.02, k_reg=2, mondrian=mondrian
+        )
         save_conformal(tmp_path / "c.json", fitted)
         loaded = load_conformal(tmp_path / "c.json", K)
         assert (loaded.method, loaded.alpha, loaded.lam, loaded.k_reg, loaded.mondrian) == (

@@ -13,14 +13,12 @@ from PIL import Image
 
 from mnist_softmax.data.digit_files import read_digits
 from mnist_softmax.data.digit_image import normalize_digit
-from mnist_softmax.data.idx import parse_idx
 from mnist_softmax.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def digits(shared_mnist) -> np.ndarray:
-    raw = gzip.decompress((shared_mnist / "t10k-images-idx3-ubyte.gz").read_bytes())
-    return parse_idx(raw, "t10k")[:20]
+def digits(mnist) -> np.ndarray:
+    return mnist["test_images"][:20]
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -61,10 +59,11 @@ def test_kind_is_told_by_content_not_by_name(tmp_path, digits):
     assert read_digits(path).pixels.shape == (1, 784)
 
 
-def test_idx_gz_raw_and_npy_arrays_keep_every_image_untouched(tmp_path, shared_mnist, digits):
+def test_idx_gz_raw_and_npy_arrays_keep_every_image_untouched(
+    tmp_path, shared_mnist, mnist_raw, digits
+):
     gz = shared_mnist / "t10k-images-idx3-ubyte.gz"
-    raw = tmp_path / "images-idx3-ubyte"
-    raw.write_bytes(gzip.decompress(gz.read_bytes()))
+    raw = mnist_raw / "t10k-images-idx3-ubyte"
     np.save(tmp_path / "stack.npy", digits)
     np.save(tmp_path / "rows.npy", digits.reshape(len(digits), 784).astype(np.float32))
     for path, n in ((gz, 10000), (raw, 10000), (tmp_path / "stack.npy", 20)):

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from mnist_softmax.data.digit_image import normalize_digit
-from mnist_softmax.data.idx import parse_idx
 
 
 @pytest.fixture(scope="module")
-def digits(shared_mnist):
-    raw = gzip.decompress((shared_mnist / "t10k-images-idx3-ubyte.gz").read_bytes())
-    return parse_idx(raw, "t10k")[:200]
+def digits(mnist):
+    return mnist["test_images"][:200]
 
 
 def _render_like_a_scan(digit: np.ndarray, scale: int, offset: tuple[int, int]) -> np.ndarray:

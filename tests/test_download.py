@@ -12,11 +12,13 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from conftest import REPO, limited_python, read_only, serve, stage_env
+from shipped import shipped_config
 
 from mnist_softmax.data.download import (
     MB,
@@ -25,13 +27,15 @@ from mnist_softmax.data.download import (
     fetch_file,
     mirrors_with_override,
     needs_download,
+    policy_of,
 )
 from mnist_softmax.errors import DataError, StorageError
 
 LABELS = RemoteFile(
     "train-labels-idx1-ubyte.gz", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"
 )
-FAST = RetryPolicy(timeout_s=2.0, retries=2, backoff_s=0.0)
+SHIPPED = policy_of(shipped_config().data)  # params/data/: the only source of the values
+FAST = replace(SHIPPED, timeout_s=2.0, retries=2, backoff_s=0.0)
 
 
 def no_sleep(_: float) -> None:
@@ -118,8 +122,8 @@ def test_truncated_gzip_fails_clearly(shared_mnist, tmp_path):
     assert_no_partial_files(tmp_path / "raw")
 
 
-def test_checksum_mismatch_on_every_mirror(shared_mnist, tmp_path):
-    raw = bytearray(gzip.decompress((shared_mnist / LABELS.name).read_bytes()))
+def test_checksum_mismatch_on_every_mirror(mnist_raw, tmp_path):
+    raw = bytearray((mnist_raw / LABELS.name.removesuffix(".gz")).read_bytes())
     raw[-1] = (raw[-1] + 1) % 10  # one label changed: still valid IDX, wrong checksum
     mirror = _mirror_with(tmp_path, gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="sha256") as info:
@@ -159,7 +163,7 @@ def test_timeout_then_next_mirror(file_mirror, tmp_path):
     silent.listen(8)
     port = silent.getsockname()[1]
     try:
-        policy = RetryPolicy(timeout_s=0.5, retries=2, backoff_s=0.01)
+        policy = replace(SHIPPED, timeout_s=0.5, retries=2, backoff_s=0.01)
         sleeps: list[float] = []
         path = fetch_file(
             LABELS, [f"http://127.0.0.1:{port}", file_mirror], tmp_path, policy, sleeps.append
@@ -305,7 +309,7 @@ def _drip(self) -> None:
 
 def test_stalling_mirror_is_cut_at_the_attempt_time_limit(mirror_that, file_mirror, tmp_path):
     url, handler = mirror_that(_drip)
-    policy = RetryPolicy(timeout_s=2, retries=2, backoff_s=0, attempt_s=1.0)
+    policy = replace(SHIPPED, timeout_s=2, retries=2, backoff_s=0, attempt_s=1.0)
     started = time.monotonic()
     path = fetch_file(LABELS, [url, file_mirror], tmp_path / "raw", policy, no_sleep)
     assert path.is_file()
@@ -365,8 +369,8 @@ def test_redirect_to_another_host_is_refused(mirror_that, tmp_path):
     assert len(handler.requests) == 1  # never followed, never retried
 
 
-def test_wrong_idx_magic_is_reported_as_such(tmp_path, shared_mnist):
-    raw = bytearray(gzip.decompress((shared_mnist / LABELS.name).read_bytes()))
+def test_wrong_idx_magic_is_reported_as_such(tmp_path, mnist_raw):
+    raw = bytearray((mnist_raw / LABELS.name.removesuffix(".gz")).read_bytes())
     raw[2] = 0x42  # a dtype code IDX does not have; the size is still right
     mirror = _mirror_with(tmp_path, gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="wrong IDX magic") as info:
@@ -382,7 +386,7 @@ def test_disk_full_is_one_line_naming_the_file_and_not_retried(file_mirror, tmp_
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
         "from mnist_softmax.data.download import RemoteFile, RetryPolicy, fetch_file\n"
         f"fetch_file(RemoteFile({IMAGES.name!r}, {IMAGES.sha256!r}), [{file_mirror!r}], "
-        f"{str(out)!r}, RetryPolicy(retries=3, backoff_s=0))\n",
+        f"{str(out)!r}, {replace(SHIPPED, retries=3, backoff_s=0)!r})\n",
         fsize=1_000_000,
     )
     assert proc.returncode == 1, proc.stderr

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from mnist_softmax.data.batch_maker import load_source
 from mnist_softmax.errors import DataError
 from mnist_softmax.evaluation.charts import DPI
 from mnist_softmax.evaluation.drift import (
@@ -21,6 +20,7 @@ from mnist_softmax.evaluation.drift import (
     drift_report,
     plot_drift,
 )
+from mnist_softmax.inbox.batch_maker import load_source
 
 NAMES = [str(c) for c in range(10)]
 

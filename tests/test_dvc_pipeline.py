@@ -1,8 +1,9 @@
 """The whole pipeline under the real `dvc`, logging to a real MLflow sqlite store.
 
 One project per module: a cold `dvc repro`, then the reruns a data scientist does (no-op,
-optimizer change, calibration change, `dvc exp run -S`, a queued sweep), each checked by which
-stages ran and by what reached MLflow.
+optimizer change, calibration change, `dvc exp run -S`), each checked by which stages ran and
+by what reached MLflow. The queued sweep (`dvc exp run --queue`, `dvc queue start -j 2`) is
+tests/test_sweep.py's, through `mnist-softmax sweep --queue`.
 """
 
 from __future__ import annotations
@@ -173,17 +174,15 @@ def test_retrain_scores_equal_the_evaluate_metrics(repro, monkeypatch):
         assert value == pytest.approx(metrics[name.removeprefix("test/")], abs=1e-6), name
 
 
-def test_predict_on_the_raw_test_file_through_the_registry_matches_evaluate(repro, shared_mnist):
+def test_predict_on_the_raw_test_file_through_the_registry_matches_evaluate(
+    repro, shared_mnist, mnist
+):
     """``mnist-softmax predict`` reads raw pixels and applies the model's own preprocessing."""
-    import gzip
-
     path, env, _ = repro
     images = shared_mnist / "t10k-images-idx3-ubyte.gz"
     proc = run(["mnist-softmax", "predict", "--model", "models:/mnist-softmax/1", "--format",
                 "csv", str(images)], path, env)  # fmt: skip
-    labels = np.frombuffer(
-        gzip.decompress((shared_mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:], np.uint8
-    )
+    labels = mnist["test_labels"]
     table = pd.read_csv(io.StringIO(proc.stdout), dtype={"label": str, "set": str})
     predicted = table["label"].astype(int).to_numpy()
     metrics = json.loads((path / "reports/metrics.json").read_text())
@@ -245,26 +244,6 @@ def test_exp_run_switches_optimizer(repro):
     assert last.data.tags["dvc.exp_name"]
     assert last.info.run_name == "optimizer=lbfgs optimizer.max_iter=30"  # what -S changed
     assert len(last.data.metrics) <= 35
-
-
-def test_queued_sweep_logs_one_run_per_experiment(repro):
-    path, env, _ = repro
-    before = len(mlflow_runs(path))
-    for lr in ("0.02", "0.2"):
-        run(["dvc", "exp", "run", "--queue", "-S", f"optimizer.lr={lr}"], path, env)
-    run(["dvc", "queue", "start", "-j", "2"], path, env)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], path, env).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(2)
-    assert "Failed" not in status, status
-    runs = mlflow_runs(path)[before:]
-    assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.02", "0.2"]
-    assert sorted(r.info.run_name for r in runs) == ["optimizer.lr=0.02", "optimizer.lr=0.2"]
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert len({r.data.tags["registered_model_version"] for r in runs}) == 2
 
 
 def test_renaming_a_class_retrains_and_the_served_model_carries_the_new_name(repro):

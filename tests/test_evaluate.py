@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from shipped import evaluation_args
 from sklearn.metrics import classification_report, log_loss
 
 from mnist_softmax.errors import DataError
@@ -48,7 +49,7 @@ def test_ece_and_mce_on_a_hand_computed_case() -> None:
 
 
 def test_bins_are_right_closed() -> None:
-    edges = bin_edges(np.empty(0), n_bins=4)
+    edges = bin_edges(np.empty(0), n_bins=4, binning="uniform")
     assert assign_bins(np.array([0.0, 0.25, 0.2500001, 1.0]), edges).tolist() == [0, 0, 1, 3]
 
 
@@ -102,7 +103,9 @@ def test_check_logits_rejects_bad_input() -> None:
 
 def test_evaluate_layout_and_sklearn_agreement() -> None:
     z, y = _logits(seed=5)
-    result = evaluate(3.0 * z, y, 3.0, NAMES, np.random.default_rng(0), bootstrap_samples=200)
+    result = evaluate(
+        3.0 * z, y, 3.0, NAMES, np.random.default_rng(0), **evaluation_args(bootstrap_samples=200)
+    )
     test = result.metrics["test"]
     sparsity = {"sparsemax_loss", "true_zero", "support", "single"}
     assert set(test) == {
@@ -131,7 +134,9 @@ def test_evaluate_layout_and_sklearn_agreement() -> None:
 
 def test_evaluate_tables() -> None:
     z, y = _logits(n=500, seed=6)
-    result = evaluate(z, y, 1.0, NAMES, np.random.default_rng(0), bootstrap_samples=0)
+    result = evaluate(
+        z, y, 1.0, NAMES, np.random.default_rng(0), **evaluation_args(bootstrap_samples=0)
+    )
     assert "ece_ci_low" not in result.metrics["test"]
     table = result.reliability_table()
     assert list(table.columns) == ["model", "bin", "confidence", "accuracy", "count"]
@@ -143,7 +148,8 @@ def test_evaluate_tables() -> None:
 
 def test_evaluate_refuses_an_empty_test_split() -> None:
     with pytest.raises(DataError, match="empty"):
-        evaluate(np.zeros((0, 10)), np.zeros(0, int), 1.0, NAMES, np.random.default_rng(0))
+        empty = np.zeros((0, 10))
+        evaluate(empty, np.zeros(0, int), 1.0, NAMES, np.random.default_rng(0), **evaluation_args())
 
 
 @pytest.mark.parametrize("seed", [0, 1])

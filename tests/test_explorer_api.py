@@ -55,9 +55,12 @@ def test_page_and_assets_are_served_from_the_project_only(client):
     page = client.get("/")
     assert page.status_code == 200 and b'<canvas id="dg-canvas"' in page.data
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
-    for asset in ("/static/explorer.js", "/static/explorer.css"):
-        text = ok_text = client.get(asset).get_data(as_text=True)
-        assert ok_text and "fonts.googleapis" not in text and "cdn" not in text.lower()
+    for asset, kind in (("/static/explorer.js", "javascript"), ("/static/explorer.css", "css")):
+        response = client.get(asset)
+        assert response.status_code == 200 and kind in response.content_type, asset
+        text = response.get_data(as_text=True)
+        assert text and "fonts.googleapis" not in text and "cdn" not in text.lower()
+    assert client.get("/static/missing.js").status_code == 404  # the check above can fail
     html = page.get_data(as_text=True)
     assert 'src="http' not in html and 'href="http' not in html
 

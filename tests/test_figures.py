@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shipped import evaluation_args
 from sklearn.metrics import confusion_matrix
 
 from mnist_softmax.errors import DataError
@@ -38,7 +39,7 @@ def result() -> Evaluation:
     y = rng.integers(0, 10, 600)
     z = rng.normal(size=(600, 10))
     z[np.arange(600), y] += 2.0
-    return evaluate(3.0 * z, y, 3.0, NAMES, rng, bootstrap_samples=50)
+    return evaluate(3.0 * z, y, 3.0, NAMES, rng, **evaluation_args(bootstrap_samples=50))
 
 
 def independent_bins(proba: np.ndarray, y: np.ndarray, edges: np.ndarray):
@@ -59,7 +60,7 @@ def test_reliability_bars_are_the_bins_of_the_probabilities(result: Evaluation) 
     fig = charts.build_reliability(result.bins)
     top, bottom = fig.axes[:2], fig.axes[2:]
     for col, proba in enumerate((result.proba, result.proba_calibrated)):
-        edges = np.linspace(0.0, 1.0, 16)  # evaluate(): 15 uniform bins by default
+        edges = np.linspace(0.0, 1.0, 16)  # the shipped evaluation: 15 uniform bins
         left, width, accuracy, count = independent_bins(proba, result.y, edges)
         bars = top[col].containers[0]
         np.testing.assert_allclose([p.get_x() for p in bars], left)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mnist_softmax.ops import compare, history
+from mnist_softmax.commands import compare
+from mnist_softmax.retraining import history
 
 
 def test_history_without_reports_says_so(tmp_path, monkeypatch, capsys):

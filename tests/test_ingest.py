@@ -21,11 +21,11 @@ import pytest
 from conftest import limited_python
 from shipped import shipped_config
 
-from mnist_softmax.data.batch_maker import BatchSpec, draw_batch, load_source, write_batch
-from mnist_softmax.data.batch_store import load_batch, load_manifest
-from mnist_softmax.data.ingest import ingest
 from mnist_softmax.data.prepare import prepare
 from mnist_softmax.errors import DataError
+from mnist_softmax.inbox.batch_maker import BatchSpec, draw_batch, load_source, write_batch
+from mnist_softmax.inbox.batch_store import load_batch, load_manifest
+from mnist_softmax.inbox.ingest import ingest
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ import numpy as np
 from dataclasses import replace
 from mnist_softmax.config import compose, config_from_container
 from mnist_softmax.data.idx import read_idx
-from mnist_softmax.data.ingest import ingest
+from mnist_softmax.inbox.ingest import ingest
 base = config_from_container(compose({params!r}))
 cfg = replace(base, paths=replace(base.paths, **{folders!r}))
 ingest(cfg, np.load({test!r}))

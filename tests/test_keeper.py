@@ -22,13 +22,13 @@ import psutil
 import pytest
 
 from mnist_softmax.errors import PipelineError
-from mnist_softmax.ops.history import decisions, mark_killed_jobs
+from mnist_softmax.retraining.history import decisions, mark_killed_jobs
 
 JOB = textwrap.dedent(
     """
     import os, sys
-    from mnist_softmax.ops.interrupt import Interruptible
-    from mnist_softmax.ops.lock import exclusive_lock
+    from mnist_softmax.retraining.interrupt import Interruptible
+    from mnist_softmax.retraining.lock import exclusive_lock
 
     pipeline = ("import os, pathlib, subprocess, sys, time\\n"
                 "g = subprocess.Popen(['sleep', '120'])\\n"
@@ -150,7 +150,7 @@ def test_a_version_no_job_judged_can_never_become_champion(tmp_path):
 
 
 def test_a_half_written_dvc_lock_is_restored_from_git(tmp_path):
-    from mnist_softmax.ops.retrain import RetrainReport, repair_dvc_lock
+    from mnist_softmax.retraining.retrain import RetrainReport, repair_dvc_lock
 
     lock = tmp_path / "dvc.lock"
     good = (Path(__file__).resolve().parents[1] / "dvc.lock").read_text()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
+from mnist_softmax.retraining.lock import LockBusyError, exclusive_lock
 
 
 def test_lock_is_exclusive_across_processes_and_survives_sigkill(tmp_path):
@@ -29,7 +29,7 @@ def test_lock_is_exclusive_across_processes_and_survives_sigkill(tmp_path):
 
 _HOLD_LOCK = """
 import sys, time
-from mnist_softmax.ops.lock import exclusive_lock
+from mnist_softmax.retraining.lock import exclusive_lock
 with exclusive_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)

@@ -17,7 +17,10 @@ from conftest import REPO, limited_python, read_only
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from mnist_softmax.data.batch_maker import (
+from mnist_softmax.commands.make_batch import main
+from mnist_softmax.data.idx import parse_idx
+from mnist_softmax.errors import ConfigError, DataError, StorageError
+from mnist_softmax.inbox.batch_maker import (
     IMAGES_GZ,
     LABELS_CSV,
     LABELS_GZ,
@@ -28,9 +31,6 @@ from mnist_softmax.data.batch_maker import (
     transform_images,
     write_batch,
 )
-from mnist_softmax.data.idx import parse_idx
-from mnist_softmax.errors import ConfigError, DataError, StorageError
-from mnist_softmax.ops.make_batch import main
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
 DIGITS = [f"d{i}" for i in range(10)]  # class names unlike the indices, so the csv tells them apart
@@ -256,7 +256,7 @@ def test_a_read_only_inbox_is_one_storage_error_and_leaves_nothing(base, tmp_pat
 def test_a_write_failing_halfway_removes_the_partial_folder(mnist_raw, tmp_path):
     inbox = tmp_path / "inbox"
     code = (
-        "from mnist_softmax.data.batch_maker import BatchSpec, load_source, write_batch\n"
+        "from mnist_softmax.inbox.batch_maker import BatchSpec, load_source, write_batch\n"
         f"X, y = load_source({str(mnist_raw)!r}, 'test')\n"
         f"write_batch(X[:500], y[:500], {str(inbox)!r}, BatchSpec('b'))\n"
     )
@@ -267,7 +267,7 @@ def test_a_write_failing_halfway_removes_the_partial_folder(mnist_raw, tmp_path)
 
 
 def make_batch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mnist_softmax.ops.make_batch", *args]
+    cmd = [sys.executable, "-m", "mnist_softmax.cli", "make-batch", *args]
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
 
 

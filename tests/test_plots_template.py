@@ -1,4 +1,4 @@
-"""The offline page template of `dvc plots show` (src/mnist_softmax/ops/plots_template.py)."""
+"""The offline page template of `dvc plots show` (src/mnist_softmax/devtools/plots_template.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 
 from conftest import REPO
 
-from mnist_softmax.ops.plots_template import PACKAGES
+from mnist_softmax.devtools.plots_template import PACKAGES
 
 TEMPLATE = REPO / ".dvc" / "plots" / "template.html"
 
 
 def _build(out, path_env: str) -> subprocess.CompletedProcess:
     env = {"PATH": path_env, "HOME": str(out.parent)}
-    cmd = [sys.executable, "-m", "mnist_softmax.ops.plots_template", str(out)]
+    cmd = [sys.executable, "-m", "mnist_softmax.devtools.plots_template", str(out)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

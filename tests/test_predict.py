@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from shipped import conformal_args
 from tracking_fixtures import REGISTERED
 
+from mnist_softmax.commands import predict
 from mnist_softmax.config import compose, config_from_container, to_yaml
 from mnist_softmax.data.digit_image import normalize_digit
-from mnist_softmax.data.idx import parse_idx
 from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
 from mnist_softmax.evaluation.conformal import fit_conformal, set_names
 from mnist_softmax.evaluation.conformal_file import load_conformal, save_conformal
 from mnist_softmax.model.model_file import save_model
 from mnist_softmax.model.training import train
-from mnist_softmax.ops import predict
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPERATURE = 1.25
@@ -32,22 +32,17 @@ render = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(render)
 
 
-def _idx(shared_mnist: Path, name: str) -> np.ndarray:
-    return parse_idx(gzip.decompress((shared_mnist / name).read_bytes()), name)
+@pytest.fixture(scope="module")
+def test_digits(mnist) -> Split:
+    return Split(mnist["test_images"], mnist["test_labels"].astype(np.int64))
 
 
 @pytest.fixture(scope="module")
-def test_digits(shared_mnist) -> Split:
-    X = _idx(shared_mnist, "t10k-images-idx3-ubyte.gz")
-    return Split(X, _idx(shared_mnist, "t10k-labels-idx1-ubyte.gz").astype(np.int64))
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, shared_mnist) -> Path:
+def workspace(tmp_path_factory, mnist) -> Path:
     """A folder with params.yaml, models/model.npz (trained on 20k real digits) and its T."""
     root = tmp_path_factory.mktemp("predict")
-    X = _idx(shared_mnist, "train-images-idx3-ubyte.gz")[:22000].reshape(22000, 784)
-    y = _idx(shared_mnist, "train-labels-idx1-ubyte.gz")[:22000].astype(np.int64)
+    X = mnist["train_images"][:22000].reshape(22000, 784)
+    y = mnist["train_labels"][:22000].astype(np.int64)
     cfg = config_from_container(compose(REPO / "params", ["optimizer.epochs=4"]))
     fit, val = Split(X[:20000], y[:20000]), Split(X[20000:], y[20000:])
     result = train(fit, val, Scaler.fit(fit.X, "standardize", 25.5), cfg)
@@ -55,7 +50,7 @@ def workspace(tmp_path_factory, shared_mnist) -> Path:
     save_model(root / cfg.paths.model, result.model)
     (root / cfg.paths.calibration).write_text(json.dumps({"temperature": TEMPERATURE}))
     held_out = result.model.predict_proba(val.X, TEMPERATURE)  # scored at the served T
-    save_conformal(root / cfg.paths.conformal, fit_conformal(held_out, val.y, "lac", 0.05))
+    save_conformal(root / cfg.paths.conformal, fit_conformal(held_out, val.y, **conformal_args()))
     (root / "params.yaml").write_text(to_yaml(compose(REPO / "params")))
     return root
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shipped import evaluation_args
 from tracking_fixtures import REGISTERED
 
 from mnist_softmax.evaluation.conformal_file import load_conformal
@@ -76,8 +77,14 @@ def test_dataframe_of_784_columns_and_28x28_images_give_the_same_answer(served, 
 def test_served_probabilities_reproduce_evaluate_accuracy_exactly_and_nll(served, images):
     pyfunc, model, temperature = served
     y = np.arange(len(images)) % 10
-    result = evaluate(model.logits(images), y, temperature, [str(c) for c in model.class_names],
-                      np.random.default_rng(0), bootstrap_samples=0)  # fmt: skip
+    result = evaluate(
+        model.logits(images),
+        y,
+        temperature,
+        [str(c) for c in model.class_names],
+        np.random.default_rng(0),
+        **evaluation_args(bootstrap_samples=0),
+    )
     proba = pyfunc.predict(images).drop(columns=["label", "set"]).to_numpy()
     test = result.metrics["test"]
     assert np.mean(proba.argmax(axis=1) == y) == test["acc"]

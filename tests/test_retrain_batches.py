@@ -18,8 +18,8 @@ from shipped import shipped_config
 from test_retrain import champion, client, history, last_report, retrain
 
 from mnist_softmax.config import RetrainConfig
-from mnist_softmax.ops.champion_rule import decide
-from mnist_softmax.ops.new_batches import as_new_batch_scores, rule_for
+from mnist_softmax.retraining.champion_rule import decide
+from mnist_softmax.retraining.new_batches import as_new_batch_scores, rule_for
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ NAME = "mnist-softmax"
 
 
 def make_batch(path, env, *args: str):
-    return run([sys.executable, "-m", "mnist_softmax.ops.make_batch", *args], path, env)
+    return run([sys.executable, "-m", "mnist_softmax.cli", "make-batch", *args], path, env)
 
 
 def test_rule_without_new_batches_drops_only_their_metrics():

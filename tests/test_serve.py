@@ -7,7 +7,6 @@ equal the evaluate stage's calibrated ones.
 
 from __future__ import annotations
 
-import gzip
 import json
 import socket
 import subprocess
@@ -19,15 +18,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import stage_env
+from shipped import evaluation_args
 from tracking_fixtures import REGISTERED
 
-from mnist_softmax.data.idx import parse_idx
+from mnist_softmax.commands.ui import stop_server, wait_ready
 from mnist_softmax.evaluation.conformal import set_names
 from mnist_softmax.evaluation.conformal_file import load_conformal
 from mnist_softmax.evaluation.evaluate import evaluate
 from mnist_softmax.evaluation.temperature import load_temperature
 from mnist_softmax.model.model_file import load_model
-from mnist_softmax.ops.ui import stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
 N = 40  # images per request
@@ -59,10 +58,8 @@ def server(logged_runs, tracking_store):
 
 
 @pytest.fixture(scope="module")
-def images(shared_mnist) -> tuple[np.ndarray, np.ndarray]:
-    raw = gzip.decompress((shared_mnist / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((shared_mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    return parse_idx(raw, "x")[:N].reshape(N, 784), parse_idx(labels, "y")[:N].astype(int)
+def images(mnist) -> tuple[np.ndarray, np.ndarray]:
+    return mnist["test_images"][:N].reshape(N, 784), mnist["test_labels"][:N].astype(int)
 
 
 def post(url: str, body: str, content_type: str) -> tuple[int, dict]:
@@ -99,8 +96,14 @@ def test_every_request_format_returns_evaluates_probabilities_the_label_and_set(
     model = load_model(model_path)
     names = [str(c) for c in model.class_names]
     temperature = load_temperature(calibration_path)
-    expected = evaluate(model.logits(X).astype(np.float64), y, temperature, names,
-                        np.random.default_rng(0), bootstrap_samples=0).proba_calibrated  # fmt: skip
+    expected = evaluate(
+        model.logits(X).astype(np.float64),
+        y,
+        temperature,
+        names,
+        np.random.default_rng(0),
+        **evaluation_args(bootstrap_samples=0),
+    ).proba_calibrated
     sets = set_names(load_conformal(conformal_path, 10).sets(expected), expected, names)
     for name, (body, kind) in requests(X).items():
         status, answer = post(url, body, f"application/{kind}" if kind == "json" else "text/csv")

@@ -11,7 +11,8 @@ from shipped import sgd
 
 from mnist_softmax.model.fit_step import FitStep
 from mnist_softmax.model.numerics import forward_backward
-from mnist_softmax.model.sgd import _apply_momentum, fit_sgd, learning_rate
+from mnist_softmax.model.sgd import fit_sgd, learning_rate
+from mnist_softmax.model.sgd_stack import SGDStack
 
 
 def _blobs(n: int = 600, d: int = 8, k: int = 3, seed: int = 0):
@@ -57,14 +58,20 @@ def test_warmup_then_cosine_and_constant():
     assert [learning_rate(const, t) for t in (0.5, 1, 4.9)] == pytest.approx([0.15, 0.3, 0.3])
 
 
+def _one_update(nesterov: bool) -> SGDStack:
+    """One step of a one-weight model from p = 1, v = 2 with gradient 0.5 (lr 0.1, mu 0.9)."""
+    stack = SGDStack([sgd(momentum=0.9, nesterov=nesterov)], [0.0], 1, 1, np.float64)
+    stack.W[:], stack.vW[:] = 1.0, 2.0
+    stack.apply_momentum(np.array([[0.5]]), np.array([0.5]), np.float64(0.1), np.empty((1, 1)))
+    return stack
+
+
 def test_nesterov_update_formula():
-    p, v, g = np.array([1.0]), np.array([2.0]), np.array([0.5])
-    _apply_momentum(p, v, g.copy(), lr=0.1, mu=0.9, nesterov=True)
-    assert v[0] == pytest.approx(0.9 * 2 + 0.5)  # v = mu v + g
-    assert p[0] == pytest.approx(1 - 0.1 * (0.5 + 0.9 * 2.3))  # p -= lr (g + mu v)
-    p, v = np.array([1.0]), np.array([2.0])
-    _apply_momentum(p, v, g.copy(), lr=0.1, mu=0.9, nesterov=False)
-    assert p[0] == pytest.approx(1 - 0.1 * 2.3)
+    stack = _one_update(nesterov=True)
+    assert stack.vW[0, 0] == pytest.approx(0.9 * 2 + 0.5)  # v = mu v + g
+    assert stack.W[0, 0] == pytest.approx(1 - 0.1 * (0.5 + 0.9 * 2.3))  # p -= lr (g + mu v)
+    assert stack.b[0] == pytest.approx(-0.1 * (0.5 + 0.9 * 0.5))  # from b = v = 0: v = g
+    assert _one_update(nesterov=False).W[0, 0] == pytest.approx(1 - 0.1 * 2.3)  # p -= lr v
 
 
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])

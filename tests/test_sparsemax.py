@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shipped import shipped_config
+from shipped import calibration_args, evaluation_args, shipped_config, temperature_args
 
 from mnist_softmax.atomic import load_npz, save_npz
 from mnist_softmax.data.scaler import Scaler
@@ -147,22 +147,26 @@ def _sparse_logits(n: int = 4000, k: int = 10, seed: int = 0) -> tuple[np.ndarra
 
 def test_brier_temperature_recovers_a_known_scale_and_matches_a_grid():
     z, y = _sparse_logits()
-    assert fit_temperature(3.0 * z, y, output="sparsemax") == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(3.0 * z, y, **temperature_args(output="sparsemax")) == pytest.approx(
+        3.0, rel=0.05
+    )
     z, y = z[:1000], y[:1000]
     grid = np.exp(np.linspace(np.log(1.0), np.log(4.0), 401))  # steps of 0.35%
     best = grid[np.argmin([criterion(2.0 * z, y, "sparsemax", t) for t in grid])]
-    assert fit_temperature(2.0 * z, y, output="sparsemax") == pytest.approx(best, rel=4e-3)
+    assert fit_temperature(2.0 * z, y, **temperature_args(output="sparsemax")) == pytest.approx(
+        best, rel=4e-3
+    )
 
 
 def test_sparsemax_calibration_metrics_keep_accuracy_and_respect_bounds():
     z, y = _sparse_logits(n=1000, seed=1)
-    result = calibrate(3.0 * z, y, output="sparsemax")
+    result = calibrate(3.0 * z, y, **calibration_args(output="sparsemax"))
     assert result.criterion == "brier" and result.loss_calibrated < result.loss
     assert result.acc == np.mean(z.argmax(axis=1) == y)
     metrics = result.to_metrics()
     assert set(metrics) == {"temperature", "at_bound", "brier_worse", "val"}
     assert set(metrics["val"]) == {"acc", "brier", "brier_calibrated", "ece", "ece_calibrated"}
-    bounded = calibrate(3.0 * z, y, t_min=0.5, t_max=1.5, output="sparsemax")
+    bounded = calibrate(3.0 * z, y, **calibration_args(t_min=0.5, t_max=1.5, output="sparsemax"))
     assert bounded.temperature == pytest.approx(1.5, rel=1e-3) and bounded.at_bound
 
 
@@ -177,8 +181,14 @@ def test_sparse_scores_count_zeros_support_and_leave_out_an_infinite_nll():
     assert scores["single"] == np.mean((p > 0).sum(axis=1) == 1) > 0
     assert scores["brier"] == pytest.approx(((p - np.eye(10)[y]) ** 2).sum(axis=1).mean())
     assert scores["sparsemax_loss"] == sparsemax_loss(z, y)
-    result = evaluate(z, y, 1.5, NAMES, np.random.default_rng(0), bootstrap_samples=50,
-                      output="sparsemax")  # fmt: skip
+    result = evaluate(
+        z,
+        y,
+        1.5,
+        NAMES,
+        np.random.default_rng(0),
+        **evaluation_args(bootstrap_samples=50, output="sparsemax"),
+    )
     test = result.metrics["test"]
     assert "nll" not in test and "nll_calibrated" not in test  # JSON holds finite numbers only
     assert test["support_calibrated"] > test["support"] and test["true_zero"] > 0
@@ -189,8 +199,14 @@ def test_sparse_scores_count_zeros_support_and_leave_out_an_infinite_nll():
 def test_finite_sparsemax_nll_is_reported():
     z = np.array([[1.0, 0.9, 0.8], [0.2, 1.0, 0.9]])  # every class in the support
     y = np.array([0, 2])
-    test = evaluate(z, y, 1.0, ["a", "b", "c"], np.random.default_rng(0), bootstrap_samples=0,
-                    output="sparsemax").metrics["test"]  # fmt: skip
+    test = evaluate(
+        z,
+        y,
+        1.0,
+        ["a", "b", "c"],
+        np.random.default_rng(0),
+        **evaluation_args(bootstrap_samples=0, output="sparsemax"),
+    ).metrics["test"]
     p = sparsemax(z)
     assert test["nll"] == pytest.approx(-np.log(p[[0, 1], y]).mean()) and test["true_zero"] == 0
 
@@ -224,13 +240,3 @@ def test_sparsemax_early_stopping_keeps_the_best_val_epoch(digits):
     assert result.history["val/sparsemax_loss"].iloc[best - 1] == (
         result.history["val/sparsemax_loss"].min()
     )
-
-
-def test_the_stacked_sweep_trainer_refuses_sparsemax(digits):
-    """Its fused pass is the softmax one: a sparsemax config must not be trained as softmax."""
-    from mnist_softmax.errors import ConfigError
-    from mnist_softmax.model.stacked_sgd import train_stacked
-
-    cfg = shipped_config("data.image_shape=[8,8]", "model=sparsemax", "optimizer.epochs=1")
-    with pytest.raises(ConfigError, match=r"model\.output='sparsemax' cannot be stacked"):
-        train_stacked(*digits, [cfg])

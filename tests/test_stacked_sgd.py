@@ -10,7 +10,7 @@ import pytest
 from mnist_softmax.config import Config, compose, config_from_container
 from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import ConfigError, TrainingDivergedError
-from mnist_softmax.model.numerics import forward_backward, forward_backward_blocks
+from mnist_softmax.model.outputs import fused_block_pass, fused_pass
 from mnist_softmax.model.stacked_sgd import stack_key, train_stacked
 from mnist_softmax.model.training import train
 
@@ -22,7 +22,8 @@ def _cfg(*overrides: str) -> Config:
     return config_from_container(compose(REPO / "params", [*SMALL, *overrides]))
 
 
-def test_block_pass_equals_one_pass_per_block():
+@pytest.mark.parametrize("output", ["softmax", "sparsemax"])
+def test_block_pass_equals_one_pass_per_block(output):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(37, 20)).astype(np.float32)
     y = rng.integers(0, 5, size=37)
@@ -31,14 +32,29 @@ def test_block_pass_equals_one_pass_per_block():
     l2s = [0.0, 1e-3, 0.5]
     Z, dW = np.empty((64, 15), np.float32), np.empty((20, 15), np.float32)
     l2 = np.repeat(np.asarray(l2s, np.float32), 5)
-    stacked = forward_backward_blocks(np.hstack(Ws), np.concatenate(bs), X, y, l2, 5, Z, dW)
+    stacked = fused_block_pass(output)(np.hstack(Ws), np.concatenate(bs), X, y, l2, 5, Z, dW)
     for k in range(3):
-        one = forward_backward(Ws[k].copy(), bs[k].copy(), X, y, l2s[k])
+        one = fused_pass(output)(Ws[k].copy(), bs[k].copy(), X, y, l2s[k])
         cols = slice(5 * k, 5 * k + 5)
         np.testing.assert_allclose(stacked.dW[:, cols], one.dW, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(stacked.db[cols], one.db, rtol=1e-5, atol=1e-7)
         assert stacked.nll[k] == pytest.approx(one.nll, rel=1e-6)
         assert stacked.n_correct[k] == one.n_correct
+    assert 0 < stacked.n_correct.sum() < 3 * len(y)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sparsemax"])
+def test_a_stack_of_one_is_the_single_run_bit_for_bit(digits, output):
+    """The single run is the K = 1 case of the stacked engine: nothing may differ, not 1 ulp."""
+    cfg = _cfg(f"model={output}", "optimizer.lr=0.3", "model.l2=1e-3")
+    (stacked,) = train_stacked(*digits, [cfg])
+    single = train(*digits, cfg)
+    assert stacked.model.output == single.model.output == output
+    assert np.array_equal(stacked.model.W, single.model.W)
+    assert np.array_equal(stacked.model.b, single.model.b)
+    assert stacked.history.drop(columns="seconds").equals(single.history.drop(columns="seconds"))
+    assert stacked.summary["train"] == single.summary["train"]
+    assert single.summary["epochs_run"] == 6 and single.summary["val"]["acc"] > 0.85
 
 
 GRID = [

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import copy_project, run
 
-from mnist_softmax.ops import sweep
+from mnist_softmax.sweeps import sweep
 
 QUEUE_STATUS = """Task     Name        Created    Status
 47d748e  surfy-data  12:03 PM   Running

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+from shipped import calibration_args, temperature_args
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.errors import DataError
@@ -25,19 +26,19 @@ def _calibrated_logits(n: int = 4000, k: int = 10, seed: int = 0) -> tuple[np.nd
 
 def test_overconfident_logits_give_temperature_near_three() -> None:
     z, y = _calibrated_logits()
-    assert fit_temperature(3.0 * z, y) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(3.0 * z, y, **temperature_args()) == pytest.approx(3.0, rel=0.05)
 
 
 def test_fit_matches_a_grid_search() -> None:
     z, y = _calibrated_logits(n=1000, seed=1)
     grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 2001))
     best = grid[np.argmin([nll(2.0 * z / t, y) for t in grid])]
-    assert fit_temperature(2.0 * z, y) == pytest.approx(best, rel=2e-3)
+    assert fit_temperature(2.0 * z, y, **temperature_args()) == pytest.approx(best, rel=2e-3)
 
 
 def test_accuracy_is_identical_before_and_after() -> None:
     z, y = _calibrated_logits(seed=2)
-    result = calibrate(3.0 * z, y)
+    result = calibrate(3.0 * z, y, **calibration_args())
     assert result.acc == np.mean(z.argmax(axis=1) == y)
     np.testing.assert_array_equal(z.argmax(axis=1), (z / result.temperature).argmax(axis=1))
     assert result.loss_calibrated < result.loss
@@ -50,7 +51,7 @@ def test_temperature_stays_in_bounds_and_is_flagged(
 ) -> None:
     z, y = _calibrated_logits(seed=3)
     with caplog.at_level(logging.WARNING):
-        result = calibrate(scale * z, y, t_min=t_min, t_max=t_max)
+        result = calibrate(scale * z, y, **calibration_args(t_min=t_min, t_max=t_max))
     assert t_min <= result.temperature <= t_max
     assert result.at_bound
     assert result.to_metrics()["at_bound"] is True
@@ -60,7 +61,7 @@ def test_temperature_stays_in_bounds_and_is_flagged(
 def test_worse_validation_nll_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
     z, y = _calibrated_logits(seed=4)  # best T is about 1, outside [2, 5]
     with caplog.at_level(logging.WARNING):
-        result = calibrate(z, y, t_min=2.0, t_max=5.0)
+        result = calibrate(z, y, **calibration_args(t_min=2.0, t_max=5.0))
     assert result.loss_worse and result.at_bound
     assert result.loss_calibrated > result.loss
     assert "makes the validation NLL worse" in caplog.text
@@ -68,7 +69,7 @@ def test_worse_validation_nll_is_flagged(caplog: pytest.LogCaptureFixture) -> No
 
 def test_method_none_keeps_temperature_one() -> None:
     z, y = _calibrated_logits(n=500, seed=5)
-    result = calibrate(3.0 * z, y, method="none")
+    result = calibrate(3.0 * z, y, **calibration_args(method="none"))
     assert result.temperature == 1.0
     assert result.loss_calibrated == result.loss and result.ece_calibrated == result.ece
     assert not result.at_bound and not result.loss_worse
@@ -77,7 +78,7 @@ def test_method_none_keeps_temperature_one() -> None:
 
 def test_metrics_layout_matches_the_shared_format() -> None:
     z, y = _calibrated_logits(n=500, seed=6)
-    metrics = calibrate(z, y).to_metrics()
+    metrics = calibrate(z, y, **calibration_args()).to_metrics()
     assert set(metrics) == {"temperature", "at_bound", "nll_worse", "val"}
     assert set(metrics["val"]) == {"acc", "nll", "nll_calibrated", "ece", "ece_calibrated"}
 
@@ -88,17 +89,17 @@ def test_metrics_layout_matches_the_shared_format() -> None:
 def test_degenerate_validation_set_is_a_clear_error(y: np.ndarray, message: str) -> None:
     z = np.random.default_rng(7).normal(size=(len(y), 10))
     with pytest.raises(DataError, match=message):
-        calibrate(z, y)
+        calibrate(z, y, **calibration_args())
     with pytest.raises(DataError, match=message):
-        fit_temperature(z, y)
+        fit_temperature(z, y, **temperature_args())
 
 
 def test_non_finite_or_mismatched_logits_are_data_errors() -> None:
     z, y = _calibrated_logits(n=100, seed=8)
     with pytest.raises(DataError, match="NaN or inf"):
-        calibrate(np.where(z > 2, np.inf, z), y)
+        calibrate(np.where(z > 2, np.inf, z), y, **calibration_args())
     with pytest.raises(DataError, match="do not match"):
-        calibrate(z[:-1], y)
+        calibrate(z[:-1], y, **calibration_args())
 
 
 def test_load_temperature_checks_the_file(tmp_path) -> None:

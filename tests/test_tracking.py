@@ -40,7 +40,8 @@ def test_mlflow_values_rename_drop_and_turn_flags_into_tags():
     merged = {
         "test/acc": 0.9, "test/nll": 0.3, "test/support": 10.0, "temperature": 1.1,
         "calibration/temperature": 1.1, "calibration/at_bound": False, "val/acc": 0.8,
-        "val/ece": 0.02, "train/train_seconds": 2.0, "size/train": 5.0, "counts/test/a/b": 3.0,
+        "val/ece": 0.02, "val/sparsemax_loss": 0.1, "train/train_seconds": 2.0, "size/train": 5.0,
+        "counts/test/a/b": 3.0,
         "per_class/a/b/f1": 0.5, "conformal/coverage": 0.95, "batch/week-1/acc": 0.9,
     }  # fmt: skip
     metrics, tags = run_record.mlflow_values(merged, "softmax")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import logging
 import subprocess
@@ -150,19 +149,13 @@ def test_stage_writes_nothing_when_training_diverges(tmp_path, digits):
     assert not Path(cfg.paths.model).exists() and not Path(cfg.paths.train_metrics).exists()
 
 
-def _idx(folder: Path, name: str, offset: int, n: int, width: int) -> np.ndarray:
-    with gzip.open(folder / name) as handle:
-        data = handle.read(offset + n * width)
-    return np.frombuffer(data, np.uint8, offset=offset).reshape(n, width)
-
-
-def test_real_mnist_slice_reaches_expected_accuracy(shared_mnist):
+def test_real_mnist_slice_reaches_expected_accuracy(mnist):
     """Accuracy only: timings belong in `make bench`, not in a test on a shared machine.
 
-    ``shared_mnist`` honours $SHARED_MNIST and fails (never skips) when the files are absent.
+    ``mnist`` honours $SHARED_MNIST and fails (never skips) when the files are absent.
     """
-    X = _idx(shared_mnist, "train-images-idx3-ubyte.gz", 16, 12000, 784)
-    y = _idx(shared_mnist, "train-labels-idx1-ubyte.gz", 8, 12000, 1)[:, 0].astype(np.int64)
+    X = mnist["train_images"][:12000].reshape(12000, 784)
+    y = mnist["train_labels"][:12000].astype(np.int64)
     train_split, val = Split(X[:10000], y[:10000]), Split(X[10000:], y[10000:])
     cfg = config_from_container(compose(REPO / "params", ["optimizer.epochs=5"]))
     result = train(train_split, val, Scaler.fit(train_split.X, "standardize", 25.5), cfg)

@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 from tracking_fixtures import EXPERIMENT
 
-from mnist_softmax.ops.ui import runs_url, start_server, stop_server, wait_ready
+from mnist_softmax.commands.ui import runs_url, start_server, stop_server, wait_ready
 from mnist_softmax.tracking import run_record, runs_view
 from mnist_softmax.tracking.store import Store
 

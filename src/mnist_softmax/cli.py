@@ -1,7 +1,8 @@
 """The ``mnist-softmax`` console command: one subcommand per operator task.
 
 Subcommands import their module lazily, so ``mnist-softmax --help`` answers at once without
-paying for mlflow's multi-second import.
+paying for mlflow's multi-second import. Each runs through
+:func:`mnist_softmax.stage.run_command`: masked logging, one-line errors, the errors' exit codes.
 """
 
 from __future__ import annotations
@@ -15,44 +16,47 @@ from concurrent.futures import ThreadPoolExecutor
 
 # subcommand -> (module that implements it with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("mnist_softmax.ops.bench", "time this project's trainers against scikit-learn"),
-    "compare": ("mnist_softmax.ops.compare", "print a table of the last MLflow runs"),
-    "ui": ("mnist_softmax.ops.ui", "start the MLflow UI on 127.0.0.1 for the project's store"),
+    "bench": ("mnist_softmax.devtools.bench", "time this project's trainers against scikit-learn"),
+    "compare": ("mnist_softmax.commands.compare", "print a table of the last MLflow runs"),
+    "ui": ("mnist_softmax.commands.ui", "start the MLflow UI on 127.0.0.1 for the project's store"),
     "retrain": (
-        "mnist_softmax.ops.retrain",
+        "mnist_softmax.retraining.retrain",
         "scheduled retraining with champion/challenger promotion",
     ),
     "promote": (
-        "mnist_softmax.ops.promote",
+        "mnist_softmax.commands.promote",
         "move the champion alias to a model version (rollback)",
     ),
-    "history": ("mnist_softmax.ops.history", "list past retraining decisions"),
+    "history": ("mnist_softmax.retraining.history", "list past retraining decisions"),
     "ingest": (
-        "mnist_softmax.ops.ingest",
+        "mnist_softmax.commands.ingest",
         "accept or quarantine the new batches in data/incoming/ (dvc repro ingest)",
     ),
     "make-batch": (
-        "mnist_softmax.ops.make_batch",
+        "mnist_softmax.commands.make_batch",
         "write a demo batch (shifted/rotated digits, or a corrupt one) into data/incoming/",
     ),
     "explore": (
-        "mnist_softmax.ops.explore",
+        "mnist_softmax.commands.explore",
         "serve the interactive softmax explorer on the trained model (127.0.0.1:8050)",
     ),
-    "sweep": ("mnist_softmax.ops.sweep", "run a grid of configs (fast, or --queue), rank them"),
+    "sweep": ("mnist_softmax.sweeps.sweep", "run a grid of configs (fast, or --queue), rank them"),
     "bench-sweep": (
-        "mnist_softmax.ops.bench_sweep",
+        "mnist_softmax.devtools.bench_sweep",
         "time sweeps and reruns in a temp copy of the project (prints a table)",
     ),
     "bench-stages": (
-        "mnist_softmax.ops.bench_stages",
+        "mnist_softmax.devtools.bench_stages",
         "where dvc repro -f spends its time, per stage (start-up, imports, work, DVC)",
     ),
     "bench-conformal": (
-        "mnist_softmax.ops.conformal_bench",
+        "mnist_softmax.devtools.conformal_bench",
         "prediction sets of every conformal method, MAPIE and sparsemax's support (table)",
     ),
-    "predict": ("mnist_softmax.ops.predict", "classify digit images, IDX files or .npy arrays"),
+    "predict": (
+        "mnist_softmax.commands.predict",
+        "classify digit images, IDX files or .npy arrays",
+    ),
 }
 
 
@@ -66,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser.print_help(sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from mnist_softmax.stage import run_command  # config and yaml: not for --help
+
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    return run_command(argv[0], module.main, argv[1:])
 
 
 def help_text(command: str) -> str:

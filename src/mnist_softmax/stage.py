@@ -1,8 +1,10 @@
-"""The shared entry point of every ``pipeline/<stage>.py``: config, logging, errors, timing.
+"""The shared entry points: :func:`run_stage` for every ``pipeline/<stage>.py``, and
+:func:`run_command` for every console command (``mnist-softmax <command>``).
 
-A stage fails in one way only: one ``[stage] error: ...`` line on stderr and the exit code of the
-:class:`PipelineError` subclass, so DVC shows the cause instead of a traceback. It sees only the
-params it declares (:class:`mnist_softmax.scoped_config.ScopedConfig`).
+Both fail in one way only: one ``[name] error: ...`` line on stderr, credentials masked, and the
+exit code of the :class:`PipelineError` subclass, so DVC or the operator sees the cause instead
+of a traceback. A stage sees only the params it declares
+(:class:`mnist_softmax.scoped_config.ScopedConfig`).
 """
 
 from __future__ import annotations
@@ -85,17 +87,43 @@ def run_stage(
         check_outputs_writable(stage_outputs(stage))
         main(cfg)  # type: ignore[arg-type]  (a view with the Config interface)
         cfg.write_audit()
-    except PipelineError as exc:
-        log.error("error: %s", exc)
-        sys.exit(exc.exit_code)
-    except OSError as exc:  # outside atomic_path: still one line naming the file
-        log.error("error: %s: %s", exc.filename or "(no file name)", exc.strerror or exc)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        sys.exit(130)
+    except (PipelineError, OSError, KeyboardInterrupt) as exc:
+        sys.exit(_report_failure(exc))
     log.info("done in %.2f s", time.perf_counter() - started)
     exit_without_teardown()
+
+
+def run_command(command: str, main: Callable[[list[str]], int | None], argv: list[str]) -> int:
+    """Run ``mnist-softmax <command>``'s ``main(argv)`` and return its exit code.
+
+    Logging goes to stderr as ``[command] message`` with credentials masked (a tracking URI
+    such as ``http://user:secret@host`` never reaches the terminal), and any failure is one
+    ``error:`` line with the code of :mod:`mnist_softmax.errors` (1 for an error that is not
+    ours: its type and first line, the traceback at DEBUG level). argparse's own exits
+    (``--help``: 0, a bad option: 2) pass through unchanged.
+    """
+    setup_logging(command)
+    try:
+        return int(main(argv) or 0)
+    except (PipelineError, OSError, KeyboardInterrupt) as exc:
+        return _report_failure(exc)
+    except Exception as exc:  # a library's error: still one masked line
+        log.debug("traceback of the error below", exc_info=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        log.error("error: %s: %s", type(exc).__name__, first)
+        return 1
+
+
+def _report_failure(exc: PipelineError | OSError | KeyboardInterrupt) -> int:
+    """Log ``exc`` as one ``error:`` line and return the exit code it stands for."""
+    if isinstance(exc, PipelineError):
+        log.error("error: %s", exc)
+        return exc.exit_code
+    if isinstance(exc, OSError):  # outside atomic_path: still one line naming the file
+        log.error("error: %s: %s", exc.filename or "(no file name)", exc.strerror or exc)
+        return 1
+    log.error("interrupted")
+    return 130
 
 
 def exit_without_teardown() -> None:

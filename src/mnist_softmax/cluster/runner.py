@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from mnist_softmax.cluster.address import LOCAL
 from mnist_softmax.config import Config
 from mnist_softmax.errors import ClusterError
-from mnist_softmax.ops.fast_sweep import ConfigOutcome, SweepData, SweepPlan, run_block
 from mnist_softmax.redact import redact_text
+from mnist_softmax.sweeps.fast_sweep import ConfigOutcome, SweepData, SweepPlan, run_block
 
 log = logging.getLogger(__name__)
 

@@ -69,14 +69,15 @@ class RetryPolicy:
 
     ``max_bytes`` caps both the bytes read from a mirror and the decompressed file; an
     attempt that takes longer than ``attempt_s`` in total is cut off (a mirror that drips
-    bytes forever never trips the per-read ``timeout_s``).
+    bytes forever never trips the per-read ``timeout_s``). No defaults: the values are
+    ``params/data/``'s (:func:`policy_of`).
     """
 
-    timeout_s: float = 30.0
-    retries: int = 3
-    backoff_s: float = 1.0
-    max_bytes: int = 64 * MB
-    attempt_s: float = 300.0
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    max_bytes: int
+    attempt_s: float
 
 
 def mirrors_with_override(mirrors: Sequence[str], env: dict[str, str] | None = None) -> list[str]:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnist_softmax.config import DataConfig
-from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.idx import check_images_labels, read_idx
 from mnist_softmax.data.scaler import Scaler, load_scaler, scaler_path
 from mnist_softmax.data.splits import SPLITS, Split, concat_splits, load_split, split_path
 from mnist_softmax.errors import DataError
+from mnist_softmax.inbox.batch_store import AcceptedBatch
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,11 +13,11 @@ import math
 
 import numpy as np
 
-from mnist_softmax.data.batch_store import AcceptedBatch
 from mnist_softmax.data.splits import Split
 from mnist_softmax.evaluation.conformal import Conformal
 from mnist_softmax.evaluation.conformal_report import coverage_metrics
 from mnist_softmax.evaluation.evaluate import score_logits
+from mnist_softmax.inbox.batch_store import AcceptedBatch
 from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy
 from mnist_softmax.model.outputs import probabilities

@@ -40,9 +40,10 @@ def calibrate_with_sets(logits: np.ndarray, y: np.ndarray, cfg: Config, output: 
     cal, conf = cfg.calibration, cfg.conformal
     z = np.asarray(logits, dtype=np.float64)
     held = holdout_mask(y, conf.holdout, np.random.default_rng(cfg.data.split_seed))
-    result = calibrate(z[~held], y[~held], cal.method, cal.t_min, cal.t_max,
-                       cfg.evaluation.n_bins, cfg.evaluation.binning, output)  # fmt: skip
+    result = calibrate(z[~held], y[~held], method=cal.method, t_min=cal.t_min, t_max=cal.t_max,
+                       n_bins=cfg.evaluation.n_bins, binning=cfg.evaluation.binning,
+                       output=output)  # fmt: skip
     proba = probabilities(z[held], output, result.temperature)
-    conformal = fit_conformal(proba, y[held], conf.method, conf.alpha, conf.lam, conf.k_reg,
-                              conf.mondrian)  # fmt: skip
+    conformal = fit_conformal(proba, y[held], method=conf.method, alpha=conf.alpha,
+                              lam=conf.lam, k_reg=conf.k_reg, mondrian=conf.mondrian)  # fmt: skip
     return Calibrated(result, conformal, int((~held).sum()), int(held.sum()))

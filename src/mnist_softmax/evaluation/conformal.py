@@ -43,10 +43,10 @@ import numpy as np
 METHODS = ("lac", "aps", "raps")
 
 
-def conformity_scores(
-    proba: np.ndarray, method: str, lam: float = 0.0, k_reg: int = 0
-) -> np.ndarray:
+def conformity_scores(proba: np.ndarray, method: str, *, lam: float, k_reg: int) -> np.ndarray:
     """Return the score of every class as the candidate label (see the module docstring).
+
+    ``lam`` and ``k_reg`` are RAPS's (``conformal.lam``, ``conformal.k_reg``), unused otherwise.
 
     proba : ndarray of shape (n_samples, n_classes); returns the same shape, float64.
     """
@@ -97,23 +97,28 @@ class Conformal:
 
     def sets(self, proba: np.ndarray, alpha: float | None = None) -> np.ndarray:
         """Return the prediction sets as a boolean mask of shape (n_samples, n_classes)."""
-        return conformity_scores(proba, self.method, self.lam, self.k_reg) <= self.thresholds(alpha)
+        return conformity_scores(
+            proba, self.method, lam=self.lam, k_reg=self.k_reg
+        ) <= self.thresholds(alpha)
 
 
 def fit_conformal(
     proba: np.ndarray,
     y: np.ndarray,
+    *,
     method: str,
     alpha: float,
-    lam: float = 0.0,
-    k_reg: int = 0,
-    mondrian: bool = False,
+    lam: float,
+    k_reg: int,
+    mondrian: bool,
 ) -> Conformal:
     """Fit on held-out calibrated probabilities (n_samples, n_classes) and labels (n_samples,)."""
     proba, y = np.asarray(proba), np.asarray(y)
     if len(y) == 0 or len(y) != len(proba):
         raise ValueError(f"need held-out images with labels, got {proba.shape} and {y.shape}")
-    true = np.take_along_axis(conformity_scores(proba, method, lam, k_reg), y[:, None], 1)[:, 0]
+    true = np.take_along_axis(
+        conformity_scores(proba, method, lam=lam, k_reg=k_reg), y[:, None], 1
+    )[:, 0]
     groups = [true[y == c] for c in range(proba.shape[1])] if mondrian else [true]
     return Conformal(method, float(alpha), float(lam), int(k_reg), bool(mondrian),
                      tuple(np.sort(g) for g in groups))  # fmt: skip

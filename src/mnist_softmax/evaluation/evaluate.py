@@ -210,11 +210,12 @@ def evaluate(
     temperature: float,
     class_names: list[str] | tuple[str, ...],
     rng: np.random.Generator,
-    n_bins: int = 15,
-    binning: str = "uniform",
-    bootstrap_samples: int = 1000,
-    ci_level: float = 0.95,
-    output: str = "softmax",
+    *,
+    n_bins: int,
+    binning: str,
+    bootstrap_samples: int,
+    ci_level: float,
+    output: str,
 ) -> Evaluation:
     """Measure test logits before and after dividing them by ``temperature``.
 

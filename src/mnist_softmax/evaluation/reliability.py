@@ -81,7 +81,7 @@ def check_logits(logits: np.ndarray, y: np.ndarray, split: str = "data") -> np.n
     return z
 
 
-def bin_edges(confidence: np.ndarray, n_bins: int = 15, binning: str = "uniform") -> np.ndarray:
+def bin_edges(confidence: np.ndarray, *, n_bins: int, binning: str) -> np.ndarray:
     """Return confidence bin edges of shape (n_edges,), ``n_edges <= n_bins + 1``.
 
     ``uniform``: equal-width bins on [0, 1]. ``quantile``: equal-mass bins from the empirical
@@ -119,7 +119,7 @@ def reliability_bins(
         Equal-width or equal-mass bins.
     """
     confidence, correct = _confidence_correct(proba, y)
-    edges = bin_edges(confidence, n_bins, binning)
+    edges = bin_edges(confidence, n_bins=n_bins, binning=binning)
     idx = assign_bins(confidence, edges)
     k = len(edges) - 1
     count = np.bincount(idx, minlength=k)

@@ -91,11 +91,7 @@ class CalibrationResult:
 
 
 def fit_temperature(
-    logits: np.ndarray,
-    y: np.ndarray,
-    t_min: float = 0.05,
-    t_max: float = 20.0,
-    output: str = "softmax",
+    logits: np.ndarray, y: np.ndarray, *, t_min: float, t_max: float, output: str
 ) -> float:
     """Return the temperature in ``[t_min, t_max]`` minimizing the validation criterion.
 
@@ -152,12 +148,13 @@ def criterion(z: np.ndarray, y: np.ndarray, output: str, temperature: float = 1.
 def calibrate(
     logits: np.ndarray,
     y: np.ndarray,
-    method: str = "temperature",
-    t_min: float = 0.05,
-    t_max: float = 20.0,
-    n_bins: int = 15,
-    binning: str = "uniform",
-    output: str = "softmax",
+    *,
+    method: str,
+    t_min: float,
+    t_max: float,
+    n_bins: int,
+    binning: str,
+    output: str,
 ) -> CalibrationResult:
     """Fit the calibration ``method`` on validation logits and measure it.
 
@@ -185,7 +182,7 @@ def calibrate(
     z = check_logits(logits, y, "validation")
     _check_not_degenerate(y, z.shape[1])
     fitted = method == "temperature"
-    temperature = fit_temperature(z, y, t_min, t_max, output) if fitted else 1.0
+    temperature = fit_temperature(z, y, t_min=t_min, t_max=t_max, output=output) if fitted else 1.0
     at_bound = fitted and _on_bound(temperature, t_min, t_max)
     name = CRITERIA[output]
     loss_before, loss_cal = criterion(z, y, output), criterion(z, y, output, temperature)

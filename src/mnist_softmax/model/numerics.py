@@ -11,16 +11,18 @@ probabilities, log-probabilities and a negative log-likelihood through these fun
 
 They compute in float64 whatever the dtype of the logits, so a metric does not depend on
 whether the model was trained in float32 or float64. The exceptions are the fused training
-passes :func:`forward_backward` (softmax; :func:`forward_backward_blocks` for K stacked
-models) and :func:`sparsemax_forward_backward`: each reuses
-one buffer for the logits, the probabilities and the gradient in the weights' dtype, because a
-minibatch step must cost no more than its two matrix products. Their results are checked
+pass :func:`forward_backward_blocks` (softmax or sparsemax, by its ``residuals``), written once
+for K models stacked side by side (a single model, :func:`forward_backward` and
+:func:`sparsemax_forward_backward`, is K = 1): it reuses one buffer for the logits, the
+probabilities and the gradient in the weights' dtype, because a minibatch step must cost no
+more than its two matrix products. Their results are checked
 against :func:`nll` and :func:`sparsemax_loss`, and their gradients by finite differences, in
 the tests. Which pair an output kind uses is :mod:`mnist_softmax.model.outputs`' job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,6 +136,21 @@ class Pass:
     db: np.ndarray
 
 
+@dataclass(frozen=True)
+class BlockPass:
+    """One forward and backward pass of K models stacked side by side (see below).
+
+    nll : ndarray of shape (K,), each model's mean data loss on the batch (cross-entropy, or
+    the sparsemax loss); n_correct : ndarray of shape (K,), argmax hits of each model
+    dW : ndarray of shape (n_features, K * n_classes); db : ndarray of shape (K * n_classes,)
+    """
+
+    nll: np.ndarray
+    n_correct: np.ndarray
+    dW: np.ndarray
+    db: np.ndarray
+
+
 def forward_backward(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray, l2: float) -> Pass:
     """Return the penalized loss, its gradients and train metrics of one batch in one pass.
 
@@ -142,7 +159,8 @@ def forward_backward(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray,
         loss = nll + l2/2 * ||W||^2
         dW   = X^T (P - Y) / n + l2 * W,      db = sum_i (P - Y)_i / n
 
-    The fused training pass (see the module docstring): in the dtype of ``W``, in place.
+    The fused training pass (see the module docstring), in the dtype of ``W``: the K = 1 case
+    of :func:`forward_backward_blocks`, so a single fit and a stacked sweep share its arithmetic.
 
     Parameters
     ----------
@@ -152,20 +170,7 @@ def forward_backward(W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray,
     y : ndarray of shape (n_samples,), integer class indices
     l2 : float, L2 penalty on ``W``
     """
-    Z = predict_logits(X, W, b)
-    n_correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
-    Z -= Z.max(axis=1, keepdims=True)  # stable: exp(z - max) <= 1
-    G = np.exp(Z)
-    total = G.sum(axis=1, keepdims=True)
-    rows = np.arange(len(y))
-    batch_nll = float((np.log(total[:, 0]) - Z[rows, y]).mean())  # logsumexp(z) - z_y
-    G /= total  # P
-    G[rows, y] -= 1.0  # P - Y without building the one-hot Y
-    G /= len(y)
-    dW = X.T @ G
-    dW += l2 * W
-    loss = batch_nll + 0.5 * l2 * float(np.vdot(W, W))
-    return Pass(loss=loss, nll=batch_nll, n_correct=n_correct, dW=dW, db=G.sum(axis=0))
+    return _one_model(softmax_residuals, W, b, X, y, l2)
 
 
 def sparsemax_forward_backward(
@@ -182,32 +187,59 @@ def sparsemax_forward_backward(
 
     Parameters as in :func:`forward_backward`.
     """
-    Z = predict_logits(X, W, b)
-    n_correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
-    Z -= Z.max(axis=1, keepdims=True)
-    losses, G = _sparsemax_losses(Z, y)
-    batch_loss = float(losses.mean())
-    G[np.arange(len(y)), y] -= 1  # P - Y without building the one-hot Y
-    G /= len(y)
-    dW = X.T @ G
-    dW += l2 * W
-    loss = batch_loss + 0.5 * l2 * float(np.vdot(W, W))
-    return Pass(loss=loss, nll=batch_loss, n_correct=n_correct, dW=dW, db=G.sum(axis=0))
+    return _one_model(sparsemax_residuals, W, b, X, y, l2)
 
 
-@dataclass(frozen=True)
-class BlockPass:
-    """One forward and backward pass of K models stacked side by side (see below).
+Residuals = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-    nll : ndarray of shape (K,), mean cross-entropy of each model on the batch
-    n_correct : ndarray of shape (K,), argmax hits of each model
-    dW : ndarray of shape (n_features, K * n_classes); db : ndarray of shape (K * n_classes,)
+
+def _one_model(
+    residuals: Residuals, W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray, l2: float
+) -> Pass:
+    """Run the block pass on one model (K = 1) and add the penalized loss L-BFGS minimizes."""
+    n_classes = len(b)
+    Z, dW = np.empty((len(y), n_classes), W.dtype), np.empty_like(W)
+    l2_cols = np.full(n_classes, l2, W.dtype)
+    out = forward_backward_blocks(W, b, X, y, l2_cols, n_classes, Z, dW, residuals)
+    data_loss = float(out.nll[0])
+    loss = data_loss + 0.5 * l2 * float(np.vdot(W, W))
+    return Pass(loss=loss, nll=data_loss, n_correct=int(out.n_correct[0]), dW=out.dW, db=out.db)
+
+
+def softmax_residuals(blocks: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each model's mean cross-entropy (K,) and ``P - Y`` of shape (n, K * n_classes).
+
+    blocks : ndarray of shape (n, K, n_classes), logits with each block's max subtracted, a
+    view of a C-contiguous buffer that is overwritten (``P - Y`` is returned in it).
     """
+    n, k, n_classes = blocks.shape
+    G = blocks.reshape(n, k * n_classes)  # the same buffer
+    flat = G.reshape(-1)  # flat[true] is (image i, model j, class y_i), i-major
+    true = np.arange(n * k) * n_classes + np.repeat(y, k)
+    z_true = flat[true].reshape(n, k)
+    np.exp(blocks, out=blocks)
+    total = blocks.sum(axis=2, keepdims=True)
+    # logsumexp(z) - z_y, averaged per model over contiguous rows (pairwise sum: a single
+    # model's mean, bit for bit)
+    batch_nll = np.ascontiguousarray((np.log(total[:, :, 0]) - z_true).T).mean(axis=1)
+    blocks /= total  # P
+    flat[true] -= 1.0  # P - Y without building the one-hot Y
+    return batch_nll, G
 
-    nll: np.ndarray
-    n_correct: np.ndarray
-    dW: np.ndarray
-    db: np.ndarray
+
+def sparsemax_residuals(blocks: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each model's mean sparsemax loss (K,) and ``P - Y``, P = sparsemax per block.
+
+    Each (row, block) pair is one projection onto the simplex, so the blocks are flattened to
+    rows of ``n_classes`` and projected together. ``blocks`` as in :func:`softmax_residuals`
+    (read, not changed); ``P - Y`` is a new array of shape (n, K * n_classes).
+    """
+    n, k, n_classes = blocks.shape
+    y_rows = np.repeat(y, k)  # row i * k + j of the flattened blocks is image i, model j
+    losses, G = _sparsemax_losses(blocks.reshape(n * k, n_classes), y_rows)
+    G[np.arange(n * k), y_rows] -= 1  # P - Y without building the one-hot Y
+    batch_loss = np.ascontiguousarray(losses.reshape(n, k).T).mean(axis=1)
+    return batch_loss, G.reshape(n, k * n_classes)
 
 
 def forward_backward_blocks(
@@ -219,16 +251,17 @@ def forward_backward_blocks(
     n_classes: int,
     Z: np.ndarray,
     dW: np.ndarray,
+    residuals: Residuals = softmax_residuals,
 ) -> BlockPass:
-    """Return :func:`forward_backward` of K models at once, whose weights are column blocks.
+    """Return the fused pass of K models at once, whose weights are column blocks.
 
-    Why a second fused pass: a sweep stacks K models as ``W = [W_1 | ... | W_K]`` so that one
-    batch costs two matrix products for all of them (a (256 x 784) @ (784 x 10) product leaves
-    BLAS idle; a (784 x 10 K) one does not). The softmax, the NLL and ``P - Y`` must then be
-    taken per block of ``n_classes`` columns, and ``l2`` differs per block. Every operation
-    is the one of :func:`forward_backward`, in the same order and dtype, so block ``k`` gets
-    the gradient a single run of model ``k`` gets (the tests compare them). The products write
-    into the caller's buffers ``Z`` and ``dW``: no allocation of batch size per step.
+    Why blocks: a sweep stacks K models as ``W = [W_1 | ... | W_K]`` so that one batch costs
+    two matrix products for all of them (a (256 x 784) @ (784 x 10) product leaves BLAS idle;
+    a (784 x 10 K) one does not). The link, the loss and ``P - Y`` are taken per block of
+    ``n_classes`` columns by ``residuals`` (:func:`softmax_residuals` or
+    :func:`sparsemax_residuals`), and ``l2`` differs per block; a single model is K = 1
+    (:func:`forward_backward`). The products write into the caller's buffers ``Z`` and
+    ``dW``: no allocation of batch size per step.
 
     Parameters
     ----------
@@ -240,22 +273,16 @@ def forward_backward_blocks(
     n_classes : columns per block
     Z : ndarray of shape (>= n_samples, K * n_classes), scratch for logits and ``P - Y``
     dW : ndarray of shape (n_features, K * n_classes), receives the weight gradient
+    residuals : the output's loss and ``P - Y`` from the stabilized logits
     """
-    n, k = len(y), len(b) // n_classes
-    Z = np.matmul(X, W, out=Z[:n])
-    Z += b
-    blocks = Z.reshape(n, k, n_classes)  # a view: row i, model k, class c
-    n_correct = np.count_nonzero(blocks.argmax(axis=2) == y[:, None], axis=0)
+    n = len(y)
+    logits = np.matmul(X, W, out=Z[:n])
+    logits += b
+    blocks = logits.reshape(n, len(b) // n_classes, n_classes)  # a view: row i, model k, class c
+    n_correct = (blocks.argmax(axis=2) == y[:, None]).sum(axis=0)
     blocks -= blocks.max(axis=2, keepdims=True)  # stable: exp(z - max) <= 1
-    true = (np.arange(n)[:, None], np.arange(k), y[:, None])  # (i, k, y_i) for every i, k
-    z_true = blocks[true]
-    np.exp(blocks, out=blocks)
-    total = blocks.sum(axis=2, keepdims=True)
-    # logsumexp(z) - z_y, averaged per model over contiguous rows as forward_backward does
-    batch_nll = (np.log(total[:, :, 0]) - z_true).T.copy().mean(axis=1)
-    blocks /= total  # P
-    blocks[true] -= 1.0  # P - Y without building the one-hot Y
-    Z /= n
-    np.matmul(X.T, Z, out=dW)
+    data_loss, G = residuals(blocks, y)
+    G /= n
+    np.matmul(X.T, G, out=dW)
     dW += l2 * W
-    return BlockPass(nll=batch_nll, n_correct=n_correct, dW=dW, db=Z.sum(axis=0))
+    return BlockPass(nll=data_loss, n_correct=n_correct, dW=dW, db=G.sum(axis=0))

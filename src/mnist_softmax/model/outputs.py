@@ -10,18 +10,23 @@ is ``p - onehot(y)`` for both. The math itself lives in :mod:`mnist_softmax.mode
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
 from mnist_softmax.model.numerics import (
+    BlockPass,
     Pass,
     forward_backward,
+    forward_backward_blocks,
     nll,
     softmax,
+    softmax_residuals,
     sparsemax,
     sparsemax_forward_backward,
     sparsemax_loss,
+    sparsemax_residuals,
 )
 
 OUTPUTS = ("softmax", "sparsemax")
@@ -31,6 +36,7 @@ LOSS_NAMES = {"softmax": "nll", "sparsemax": "sparsemax_loss"}
 _PROBA = {"softmax": softmax, "sparsemax": sparsemax}
 _LOSS = {"softmax": nll, "sparsemax": sparsemax_loss}
 _PASS = {"softmax": forward_backward, "sparsemax": sparsemax_forward_backward}
+_RESIDUALS = {"softmax": softmax_residuals, "sparsemax": sparsemax_residuals}
 
 
 def check_output(output: str) -> str:
@@ -56,3 +62,8 @@ def output_loss(logits: np.ndarray, y: np.ndarray, output: str, temperature: flo
 def fused_pass(output: str) -> Callable[..., Pass]:
     """Return the fused training pass ``(W, b, X, y, l2) -> Pass`` of ``output``."""
     return _PASS[check_output(output)]
+
+
+def fused_block_pass(output: str) -> Callable[..., BlockPass]:
+    """Return the fused pass of K stacked models ``(W, b, X, y, l2, n_classes, Z, dW)``."""
+    return functools.partial(forward_backward_blocks, residuals=_RESIDUALS[check_output(output)])

@@ -1,14 +1,14 @@
-"""Train K SGD configs at once: their weights side by side, one pass over the data for all.
+"""Train K SGD configs at once (a sweep's stack) and turn each into what ``train`` returns.
 
 A sweep over ``optimizer.lr`` x ``model.l2`` trains models that see the same batches in the same
-order (same seed, batch size and epochs). Stacking their weights as ``W = [W_1 | ... | W_K]``,
-shape (n_features, K * n_classes), turns K thin matrix products per batch into one wide one,
-which BLAS runs far closer to its peak, and reads each batch of X from memory once. Each
-config keeps its own learning rate (schedule included), momentum, Nesterov flag and L2, applied
-element-wise per block of columns, its own validation monitor (best epoch, early stopping,
-divergence) and its own result. Block ``k`` follows the arithmetic of a single run of config
-``k`` (:func:`mnist_softmax.model.training.train`) step for step; the tests check the weights
-agree to float tolerance (BLAS may sum a wide product in another order than a thin one).
+order (same seed, batch size, epochs and output). Stacking their weights as
+``W = [W_1 | ... | W_K]``, shape (n_features, K * n_classes), turns K thin matrix products per
+batch into one wide one, which BLAS runs far closer to its peak, and reads each batch of X from
+memory once. The SGD engine is the single run's (:func:`mnist_softmax.model.sgd.fit_sgd_stack`,
+of which :func:`~mnist_softmax.model.sgd.fit_sgd` is K = 1); this module gives each config its
+own validation monitor (best epoch, early stopping, divergence) and its own result. A stack of
+one config equals :func:`mnist_softmax.model.training.train` bit for bit; in a wider stack BLAS
+may sum a wide product in another order than a thin one, so the tests allow float tolerance.
 
 A config that diverges or stops early leaves the stack at the end of that epoch; the others go on.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -28,8 +28,8 @@ from mnist_softmax.data.scaler import Scaler
 from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import ConfigError, TrainingDivergedError
 from mnist_softmax.model.fit_step import FitStep
-from mnist_softmax.model.numerics import forward_backward_blocks, predict_logits
-from mnist_softmax.model.sgd import learning_rate
+from mnist_softmax.model.numerics import predict_logits
+from mnist_softmax.model.sgd import fit_sgd_stack
 from mnist_softmax.model.training import (
     EpochMonitor,
     TrainResult,
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 STACK_KEYS = (
     "seed",
     "model.dtype",
+    "model.output",
     "optimizer.name",
     "optimizer.epochs",
     "optimizer.batch_size",
@@ -83,13 +84,18 @@ def train_stacked(
     rng = np.random.default_rng(first.seed)
     X, y, X_val = shuffled_features(train, val, scaler, first.model.dtype, rng)
     monitors = [
-        EpochMonitor(X_val, val.y, c.optimizer.patience, c.optimizer.epochs, c.optimizer)
+        EpochMonitor(X_val, val.y, c.optimizer.patience, c.optimizer.epochs, c.optimizer,
+                     c.model.output)
         for c in cfgs
-    ]
+    ]  # fmt: skip
     errors: dict[int, TrainingDivergedError] = {}
     fit_started = time.perf_counter()
+    watchers = [_watch(k, monitor, errors) for k, monitor in enumerate(monitors)]
     with np.errstate(over="ignore", invalid="ignore"), threadpool_limits(threads, "blas"):
-        epochs = _run_epochs(X, y, cfgs, rng, monitors, errors)
+        epochs = fit_sgd_stack(
+            X, y, len(first.data.class_names), [c.optimizer for c in cfgs],
+            [c.model.l2 for c in cfgs], rng, watchers, first.model.output,
+        )  # fmt: skip
         kept = [k for k in range(len(cfgs)) if k not in errors]
         train_logits = _stacked_logits(X, [monitors[k] for k in kept])
     fit_seconds = time.perf_counter() - fit_started
@@ -117,11 +123,6 @@ def _check_stackable(cfgs: Sequence[Config]) -> None:
             raise ConfigError(
                 f"optimizer.name={cfg.optimizer.name!r} cannot be stacked (allowed: sgd)"
             )
-        if cfg.model.output != "softmax":  # the stacked pass is the softmax one
-            raise ConfigError(
-                f"model.output={cfg.model.output!r} cannot be stacked (allowed: softmax): "
-                "train it on its own (`mnist-softmax sweep --queue`, `dvc exp run`)"
-            )
     keys = {stack_key(cfg) for cfg in cfgs}
     if len(keys) > 1:
         raise ConfigError(
@@ -129,138 +130,20 @@ def _check_stackable(cfgs: Sequence[Config]) -> None:
         )
 
 
-class _Stack:
-    """The live configs' weights, velocities and per-column hyperparameters, side by side.
+def _watch(
+    k: int, monitor: EpochMonitor, errors: dict[int, TrainingDivergedError]
+) -> Callable[[FitStep], bool]:
+    """Return config ``k``'s epoch callback: its monitor, a divergence ending that config only."""
 
-    W, vW : ndarray of shape (n_features, L * n_classes); b, vb : ndarray of shape (L * C,)
-    for the L configs still training (``live`` holds their indices into the configs).
-    """
-
-    def __init__(self, cfgs: Sequence[Config], n_features: int, n_classes: int) -> None:
-        dtype = np.dtype(cfgs[0].model.dtype)
-        self.cfgs, self.n_classes, self.dtype = cfgs, n_classes, dtype
-        self.live = list(range(len(cfgs)))
-        opts = [c.optimizer for c in cfgs]
-        width = len(cfgs) * n_classes
-        self.W = np.zeros((n_features, width), dtype)
-        self.b = np.zeros(width, dtype)
-        self.vW, self.vb = np.zeros_like(self.W), np.zeros_like(self.b)
-        # Nesterov: p -= lr (g + mu v); plain: p -= lr v. Both are p -= lr (a g + c v).
-        self.l2 = self._columns([c.model.l2 for c in cfgs])
-        self.mu = self._columns([o.momentum for o in opts])
-        self.a = self._columns([1.0 if o.nesterov else 0.0 for o in opts])
-        self.c = self._columns([o.momentum if o.nesterov else 1.0 for o in opts])
-
-    def _columns(self, values: Sequence[float]) -> np.ndarray:
-        return np.repeat(np.asarray(values, dtype=self.dtype), self.n_classes)
-
-    def block(self, pos: int) -> slice:
-        return slice(pos * self.n_classes, (pos + 1) * self.n_classes)
-
-    def learning_rates(self, t: float) -> np.ndarray:
-        """Return each live config's learning rate after ``t`` epochs, per column."""
-        return self._columns([learning_rate(self.cfgs[k].optimizer, t) for k in self.live])
-
-    def keep(self, positions: list[int]) -> None:
-        """Keep only the live configs at ``positions``; drop the others' columns."""
-        cols = np.concatenate([np.arange(len(self.b))[self.block(p)] for p in positions])
-        for name in ("W", "vW"):
-            setattr(self, name, np.ascontiguousarray(getattr(self, name)[:, cols]))
-        for name in ("b", "vb", "l2", "mu", "a", "c"):
-            setattr(self, name, getattr(self, name)[cols])
-        self.live = [self.live[p] for p in positions]
-
-
-def _run_epochs(
-    X: np.ndarray,
-    y: np.ndarray,
-    cfgs: Sequence[Config],
-    rng: np.random.Generator,
-    monitors: list[EpochMonitor],
-    errors: dict[int, TrainingDivergedError],
-) -> int:
-    """Run the shared epochs (the loop of :func:`mnist_softmax.model.sgd.fit_sgd`, K-wide).
-
-    Fills ``errors`` with the configs that diverged; returns the number of epochs run.
-    """
-    opt = cfgs[0].optimizer
-    n_samples, n_features = X.shape
-    stack = _Stack(cfgs, n_features, len(cfgs[0].data.class_names))
-    starts = np.arange(0, n_samples, opt.batch_size)
-    for epoch in range(opt.epochs):
-        width = stack.W.shape[1]
-        Z = np.empty((opt.batch_size, width), stack.dtype)  # scratch, reused by every batch
-        dW, tmp = np.empty_like(stack.W), np.empty_like(stack.W)
-        nll_sum, n_correct = np.zeros(len(stack.live)), np.zeros(len(stack.live), np.int64)
-        for j, i in enumerate(rng.permutation(len(starts))):
-            batch = slice(starts[i], starts[i] + opt.batch_size)
-            lr = stack.learning_rates(epoch + j / len(starts))
-            step = forward_backward_blocks(
-                stack.W, stack.b, X[batch], y[batch], stack.l2, stack.n_classes, Z, dW
-            )
-            nll_sum += step.nll.astype(np.float64) * len(y[batch])
-            n_correct += step.n_correct
-            _apply_momentum(stack.W, stack.vW, step.dW, lr, stack.mu, stack.a, stack.c, tmp)
-            _apply_momentum(stack.b, stack.vb, step.db, lr, stack.mu, stack.a, stack.c, None)
-        staying = _report_epoch(stack, epoch, nll_sum / n_samples, n_correct / n_samples,
-                                monitors, errors)  # fmt: skip
-        if len(staying) < len(stack.live):
-            stack.keep(staying)
-        if not stack.live:
-            return epoch + 1
-    return opt.epochs
-
-
-def _report_epoch(
-    stack: _Stack,
-    epoch: int,
-    train_nll: np.ndarray,
-    train_acc: np.ndarray,
-    monitors: list[EpochMonitor],
-    errors: dict[int, TrainingDivergedError],
-) -> list[int]:
-    """Hand each live config's epoch to its monitor; return the positions that keep training."""
-    staying = []
-    for pos, k in enumerate(stack.live):
-        cols = stack.block(pos)
-        step = FitStep(
-            epoch=epoch + 1,
-            W=stack.W[:, cols],
-            b=stack.b[cols],
-            train_nll=float(train_nll[pos]),
-            train_acc=float(train_acc[pos]),
-            lr=learning_rate(stack.cfgs[k].optimizer, epoch),
-        )
+    def on_epoch(step: FitStep) -> bool:
         try:
-            if not monitors[k](step):
-                staying.append(pos)
+            return monitor(step)
         except TrainingDivergedError as exc:
             errors[k] = exc
             log.warning("config %d: %s", k, exc)
-    return staying
+            return True
 
-
-def _apply_momentum(
-    p: np.ndarray,
-    v: np.ndarray,
-    g: np.ndarray,
-    lr: np.ndarray,
-    mu: np.ndarray,
-    a: np.ndarray,
-    c: np.ndarray,
-    tmp: np.ndarray | None,
-) -> None:
-    """Update ``p`` and ``v`` in place as :func:`mnist_softmax.model.sgd._apply_momentum` does.
-
-    v <- mu v + g;  p <- p - lr (a g + c v), per column: (a, c) = (1, mu) is Nesterov, (0, 1)
-    plain momentum; both reproduce the single run's float operations exactly. ``tmp`` (shape
-    of ``p``, or None to allocate) is scratch.
-    """
-    v *= mu
-    v += g
-    g *= a
-    g += np.multiply(c, v, out=tmp)
-    p -= np.multiply(lr, g, out=tmp)
+    return on_epoch
 
 
 def _stacked_logits(X: np.ndarray, monitors: list[EpochMonitor]) -> np.ndarray:

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from mnist_softmax.config import Config, PathsConfig
-from mnist_softmax.data.batch_store import load_manifest, manifest_sha256
 from mnist_softmax.errors import DataError
+from mnist_softmax.inbox.batch_store import load_manifest, manifest_sha256
 from mnist_softmax.redact import redact_mapping
 
 MAX_PARAM_CHARS = 500  # MLflow accepts 6000 since 2.x; 500 keeps old servers and the UI happy
@@ -107,9 +107,13 @@ HEADLINE = ("test/acc", "test/nll_calibrated", "test/ece_calibrated")
 SPARSEMAX_ONLY = ("support", "single", "true_zero", "sparsemax_loss")
 # not logged as values: per-class numbers and counts go in tables (class names are text, not
 # key parts), split sizes with the dataset input, the calibrate stage's copy of the temperature,
-# and the final train/val accuracy and NLL, which the curves of the same names end with
+# and the final train/val accuracy and loss, which the curves of the same names end with
 NOT_METRICS = ("counts/", "per_class/", "size/")
-DUPLICATES = ("calibration/temperature", "train/acc", "train/nll", "val/acc", "val/nll")
+CURVE_SCORES = ("acc", "nll", "sparsemax_loss")
+DUPLICATES = (
+    "calibration/temperature",
+    *(f"{split}/{score}" for split in ("train", "val") for score in CURVE_SCORES),
+)
 RENAMED_SECTIONS = {"test": "test_detail", "conformal": "test_sets", "batch": "test_batches"}
 
 

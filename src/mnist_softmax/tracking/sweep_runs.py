@@ -1,6 +1,6 @@
 """MLflow runs of a fast sweep: one parent run, one child run per config, in batched requests.
 
-The fast sweep (:mod:`mnist_softmax.ops.fast_sweep`) trains, calibrates and evaluates every
+The fast sweep (:mod:`mnist_softmax.sweeps.fast_sweep`) trains, calibrates and evaluates every
 config in one process; this module records the outcome as MLflow expects a sweep to look: a
 parent run for the sweep (params: the grid, its size, the ranking metric) and one child per config
 (tag ``mlflow.parentRunId``), each with the full flattened config as params, the metrics under

@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--params", default=PARAMS_FILE, help="config naming the store")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[ui] %(message)s", stream=sys.stderr)
     try:
         store = resolve_store(load_or_compose(args.params).tracking)
         if store.uri.startswith(("http://", "https://")):

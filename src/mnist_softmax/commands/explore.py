@@ -56,16 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be from 0 to 65535, got {args.port}")
-    logging.basicConfig(level=logging.INFO, format="[explore] %(message)s", stream=sys.stderr)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per slider move
-    try:
-        cfg = load_or_compose(args.params)
-        source = load_model_source(args.model, cfg.tracking, cfg.paths)
-        digit = load_digit_model(source, cfg.paths.prepared_dir)
-        server = _bind(args.host, args.port, create_app(digit))
-    except PipelineError as exc:
-        log.error("error: %s", exc)
-        return exc.exit_code
+    cfg = load_or_compose(args.params)
+    source = load_model_source(args.model, cfg.tracking, cfg.paths)
+    digit = load_digit_model(source, cfg.paths.prepared_dir)
+    server = _bind(args.host, args.port, create_app(digit))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
     url = f"http://{args.host}:{server.port}"
     sys.stdout.write(f"Explorer: {url}  (model {source.source}, T={source.temperature:.4g}; ")

@@ -1,6 +1,6 @@
 """``mnist-softmax sweep``: run a grid of configs, log one MLflow run each, print the ranking.
 
-By default the fast path (:mod:`mnist_softmax.ops.fast_sweep`): every config in this process,
+By default the fast path (:mod:`mnist_softmax.sweeps.fast_sweep`): every config in this process,
 trained side by side, logged as child runs of one parent run, each printed with the
 ``dvc exp run -S ...`` command that reproduces it. With ``--cluster``, the same grid in blocks
 on a Dask cluster (:mod:`mnist_softmax.cluster.runner`), logged the same way. With
@@ -21,7 +21,6 @@ import argparse
 import logging
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -49,23 +48,19 @@ class SweepResult:
 def main(argv: list[str] | None = None) -> int:
     """Run ``mnist-softmax sweep``; return 0 when every experiment succeeded and was logged."""
     args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[sweep] %(message)s")
     from mnist_softmax.config import load_config
-    from mnist_softmax.errors import PipelineError
+    from mnist_softmax.errors import ConfigError
     from mnist_softmax.tracking import run_logging as tracking  # lazy: mlflow costs seconds
 
     if args.cluster and args.queue:
-        log.error("--cluster runs the fast path's blocks on Dask; it cannot be used with --queue")
-        return 2
+        raise ConfigError(
+            "--cluster runs the fast path's blocks on Dask; it cannot be used with --queue"
+        )
     if not args.queue:
         return _fast_main(args)
-    try:
-        cfg = load_config()
-        tracking.ensure_store(cfg.tracking)  # create store + experiment once, before parallel use
-        result = run_sweep(args.set, args.jobs, args.metric, not args.minimize, args.timeout)
-    except PipelineError as exc:
-        log.error("%s", exc)
-        return exc.exit_code
+    cfg = load_config()
+    tracking.ensure_store(cfg.tracking)  # create store + experiment once, before parallel use
+    result = run_sweep(args.set, args.jobs, args.metric, not args.minimize, args.timeout)
     if not result.runs.empty:
         print(result.runs.to_string(index=False))
     for name in result.failed:
@@ -79,17 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fast_main(args: argparse.Namespace) -> int:
     """The fast path: bring the prepared data up to date, sweep, print ranking and commands."""
-    from mnist_softmax.errors import PipelineError
-    from mnist_softmax.ops.fast_sweep import sweep_and_log
+    from mnist_softmax.sweeps.fast_sweep import sweep_and_log
 
-    try:
-        _dvc("repro", "preprocess")  # a no-op when params/ and the data have not changed
-        table, outcomes = sweep_and_log(
-            args.set, args.jobs, args.metric, not args.minimize, args.cluster, args.block_size
-        )
-    except PipelineError as exc:
-        log.error("%s", exc)
-        return exc.exit_code
+    _dvc("repro", "preprocess")  # a no-op when params/ and the data have not changed
+    table, outcomes = sweep_and_log(
+        args.set, args.jobs, args.metric, not args.minimize, args.cluster, args.block_size
+    )
     shown = table.drop(columns=["reproduce"]).assign(run=table["run"].str[:8])
     print(shown.to_string(index=False, float_format="{:.4f}".format))
     print("\nreproduce one as a normal DVC experiment (same metrics, plus model and plots):")
@@ -272,7 +262,3 @@ def _runs_for(names: list[str], metric: str, higher_is_better: bool) -> pd.DataF
     table = runs.reindex(columns=columns).sort_values(shown[0], ascending=not higher_is_better)
     table = table.rename(columns=lambda c: c.split(".", 1)[1] if "." in c else c)
     return table.rename(columns={"dvc.exp_name": "experiment"})
-
-
-if __name__ == "__main__":
-    sys.exit(main())

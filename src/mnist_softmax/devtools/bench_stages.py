@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnist_softmax.ops.bench import print_table
-from mnist_softmax.ops.bench_sweep import _env, copy_project
+from mnist_softmax.devtools.bench import print_table
+from mnist_softmax.devtools.project_copy import clean_env, copy_project
 
 _DONE = re.compile(r"^\[(\w+)\] done in ([0-9.]+) s$", re.MULTILINE)
 SHIM = """#!/bin/sh
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
         project = copy_project(Path(args.project).resolve(), Path(tmp) / "project")
-        env = {**_env(), "PYTHONPATH": str(project / "src")}
+        env = {**clean_env(), "PYTHONPATH": str(project / "src")}
         _run(["dvc", "repro"], project, env)
         runs = [_profiled_repro(project, env, Path(tmp) / f"shim{i}") for i in range(args.repeat)]
         startup = _median_wall([sys.executable, "-c", "pass"], project, env, args.repeat)
@@ -135,7 +135,3 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="dvc repro -f runs (median)")
     parser.add_argument("--out", help="also write the markdown table to this file")
     return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnist_softmax.data.batch_files import IMAGES, LABELS, LABELS_CSV, NAME_PATTERN, READY
 from mnist_softmax.data.idx import check_images_labels, read_idx
 from mnist_softmax.errors import ConfigError, DataError, storage_error
+from mnist_softmax.inbox.batch_files import IMAGES, LABELS, LABELS_CSV, NAME_PATTERN, READY
 
 CORRUPTIONS = ("none", "wrong-magic", "wrong-shape", "labels-out-of-range", "count-mismatch",
                "truncated-gzip", "bad-png", "duplicate-images", "test-leak", "empty")  # fmt: skip

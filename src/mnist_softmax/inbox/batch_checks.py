@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnist_softmax.config import InboxConfig
-from mnist_softmax.data.batch_files import MAX_LISTED, NAME_PATTERN, BatchArrays, Problem
+from mnist_softmax.inbox.batch_files import MAX_LISTED, NAME_PATTERN, BatchArrays, Problem
 
 
 def pixel_keys(images: np.ndarray) -> list[bytes]:

@@ -24,18 +24,17 @@ from mnist_softmax.config import CONFIG_DIR, Config, compose, config_from_contai
 from mnist_softmax.data.download import fetch_dataset
 from mnist_softmax.data.splits import load_split, split_path
 from mnist_softmax.errors import ConfigError, PipelineError
-from mnist_softmax.ops import new_batches
-from mnist_softmax.ops.champion_rule import Decision, decide
-from mnist_softmax.ops.history import REPORT_DIR, RUNNING, mark_killed_jobs
-from mnist_softmax.ops.ingest import InboxState
-from mnist_softmax.ops.interrupt import Interruptible, JobInterrupted
-from mnist_softmax.ops.lock import LockBusyError, exclusive_lock
+from mnist_softmax.inbox.state import InboxState
 from mnist_softmax.redact import redact_text
+from mnist_softmax.retraining import new_batches
+from mnist_softmax.retraining.champion_rule import Decision, decide
+from mnist_softmax.retraining.history import REPORT_DIR, RUNNING, mark_killed_jobs
+from mnist_softmax.retraining.interrupt import Interruptible, JobInterrupted
+from mnist_softmax.retraining.lock import LOCK_FILE, LockBusyError, exclusive_lock
 from mnist_softmax.stage import setup_logging
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".retrain.lock"
 STALE_RUN_SECONDS = 6 * 3600
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # The environment as the user gave it, taken before mlflow is imported: mlflow.set_tracking_uri

@@ -16,11 +16,11 @@ import numpy as np
 
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import NEW_BATCH_METRICS, Config, RetrainConfig
-from mnist_softmax.data.batch_store import AcceptedBatch, load_batches
 from mnist_softmax.data.prepare import load_raw, training_pool
 from mnist_softmax.data.splits import Split, concat_splits
 from mnist_softmax.evaluation.batch_scores import set_scores
 from mnist_softmax.evaluation.drift import coverage_drift, drift_report, plot_drift
+from mnist_softmax.inbox.batch_store import AcceptedBatch, load_batches
 
 log = logging.getLogger(__name__)
 

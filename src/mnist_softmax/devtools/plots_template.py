@@ -78,7 +78,7 @@ def build_template(out: Path, folder: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m mnist_softmax.ops.plots_template [OUT]``: build the template (default path)."""
+    """``python -m mnist_softmax.devtools.plots_template [OUT]``: build the template."""
     out = Path(argv[0]) if argv else DEFAULT_OUT
     try:
         with tempfile.TemporaryDirectory() as folder:

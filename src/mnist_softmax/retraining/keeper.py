@@ -3,9 +3,9 @@
 A SIGKILL cannot be caught, so a job killed outright cannot stop the ``dvc`` it started; left
 alone, that ``dvc`` (and its stage) trains on for tens of seconds, registers a version nobody
 decides about, and does it with the job lock already free. The job therefore runs each pipeline
-command through ``python -m mnist_softmax.ops.keeper --parent PID -- CMD...``, in a session of
-its own (a kill of the job's process group does not reach it). The keeper, using what Linux
-gives for this:
+command through ``python -m mnist_softmax.retraining.keeper --parent PID -- CMD...``, in a
+session of its own (a kill of the job's process group does not reach it). The keeper, using
+what Linux gives for this:
 
 - asks for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), and checks at start that the
   parent is still there (it may have died before the request);
@@ -45,7 +45,15 @@ def _prctl(option: int, value: int) -> None:
 
 def command(parent: int, cmd: list[str]) -> list[str]:
     """The command line that runs ``cmd`` under a keeper watching ``parent``."""
-    return [sys.executable, "-m", "mnist_softmax.ops.keeper", "--parent", str(parent), "--", *cmd]
+    return [
+        sys.executable,
+        "-m",
+        "mnist_softmax.retraining.keeper",
+        "--parent",
+        str(parent),
+        "--",
+        *cmd,
+    ]
 
 
 def _below() -> list[psutil.Process]:
@@ -78,7 +86,7 @@ def _stop_all(signum: int, grace_s: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_softmax.ops.keeper")
+    parser = argparse.ArgumentParser(prog="python -m mnist_softmax.retraining.keeper")
     parser.add_argument("--parent", type=int, required=True, help="pid of the job to outlive not")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = parser.parse_args(argv)

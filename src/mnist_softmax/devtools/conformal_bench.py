@@ -23,12 +23,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from mnist_softmax.config import Config, compose, config_from_container
 from mnist_softmax.data.scaler import load_scaler, scaler_path
 from mnist_softmax.data.splits import Split, load_split, split_path
+from mnist_softmax.devtools.bench import print_table
 from mnist_softmax.evaluation.conformal import fit_conformal, holdout_mask
 from mnist_softmax.evaluation.conformal_report import coverage_metrics
 from mnist_softmax.evaluation.temperature import fit_temperature, load_temperature
 from mnist_softmax.model.model_file import load_model
 from mnist_softmax.model.outputs import probabilities
-from mnist_softmax.ops.bench import print_table
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def comparison(cfg: Config, params_dir: Path) -> pd.DataFrame:
     y_cal, alpha, c = val.y[held], cfg.conformal.alpha, cfg.conformal
     rows = {}
     for label, (method, mondrian) in OURS.items():
-        fitted = fit_conformal(P_cal, y_cal, method, alpha, c.lam, c.k_reg, mondrian)
+        fitted = fit_conformal(P_cal, y_cal, method=method, alpha=alpha, lam=c.lam,
+                               k_reg=c.k_reg, mondrian=mondrian)  # fmt: skip
         rows[f"this project: {label}"] = coverage_metrics(fitted.sets(P_test), test.y)
     for score in MAPIE_SCORES:
         mask = mapie_sets(P_cal, y_cal, P_test, alpha, score)
@@ -110,8 +111,8 @@ def _sparsemax_support(
     scaler = load_scaler(scaler_path(cfg.paths.prepared_dir))
     model = train(train_split, val, scaler, sparse_cfg).model
     z = model.logits(val.X[~held]).astype(np.float64)
-    T = fit_temperature(z, val.y[~held], sparse_cfg.calibration.t_min,
-                        sparse_cfg.calibration.t_max, "sparsemax")  # fmt: skip
+    T = fit_temperature(z, val.y[~held], t_min=sparse_cfg.calibration.t_min,
+                        t_max=sparse_cfg.calibration.t_max, output="sparsemax")  # fmt: skip
     log.info("sparsemax model trained, T = %.4f (Brier on the T half)", T)
     return probabilities(model.logits(test.X).astype(np.float64), "sparsemax", T) > 0
 

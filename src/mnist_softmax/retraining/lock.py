@@ -16,6 +16,8 @@ from pathlib import Path
 
 from mnist_softmax.errors import PipelineError
 
+LOCK_FILE = ".retrain.lock"  # the one lock of retrain and promote, in the project root
+
 
 class LockBusyError(PipelineError):
     """Another job holds the lock; exit code 75 is EX_TEMPFAIL: try again later."""

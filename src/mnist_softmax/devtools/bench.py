@@ -53,7 +53,6 @@ PROJECT_CONFIGS = {  # table label -> Hydra overrides of the default config
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; ``mnist-softmax bench --help`` lists options."""
     args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="[bench] %(message)s")
     grid = (REFERENCE_C,) if args.quick else tuple(args.grid)
     jobs = [{"kind": "sklearn", "C": c, "full": False} for c in grid]
     if not args.quick:

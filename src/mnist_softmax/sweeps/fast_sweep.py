@@ -3,7 +3,7 @@
 A queued DVC sweep pays, per config, for a Python start, the imports and DVC's bookkeeping of six
 stages: about 11 s for 1 s of training. Here the grid (``-S key=v1,v2`` expanded exactly as
 ``dvc exp run -S`` expands it, by Hydra's sweeper) is composed from ``params/``, the configs that
-share seed, batch size and epochs are trained together by
+share seed, batch size, epochs and output (softmax or sparsemax) are trained together by
 :func:`mnist_softmax.model.stacked_sgd.train_stacked`, and each is then calibrated and
 evaluated with the pipeline's own functions on the workspace's prepared splits, so its metrics
 are those its DVC experiment would write. The printed ``dvc exp run -S ...`` command retrains
@@ -197,7 +197,8 @@ def _score(
     rng = np.random.default_rng(cfg.seed)  # the evaluate stage's bootstrap generator
     evaluation = evaluate(
         model.logits(test.X), test.y, calibration.temperature, list(cfg.data.class_names), rng,
-        ev_cfg.n_bins, ev_cfg.binning, ev_cfg.bootstrap_samples, ev_cfg.ci_level,
+        n_bins=ev_cfg.n_bins, binning=ev_cfg.binning, bootstrap_samples=ev_cfg.bootstrap_samples,
+        ci_level=ev_cfg.ci_level, output=model.output,
     )  # fmt: skip
     sets = fitted.conformal.sets(evaluation.proba_calibrated)  # as the evaluate stage scores
     test_metrics = {**evaluation.metrics, "conformal": coverage_metrics(sets, test.y)}

@@ -27,9 +27,10 @@ import numpy as np
 
 from mnist_softmax.atomic import atomic_open
 from mnist_softmax.config import Config, InboxConfig
-from mnist_softmax.data.batch_checks import TestIndex, check_content, check_name
-from mnist_softmax.data.batch_files import READY, BatchProblems, Problem, inbox_folders, read_batch
-from mnist_softmax.data.batch_store import (
+from mnist_softmax.errors import StorageError, storage_error
+from mnist_softmax.inbox.batch_checks import TestIndex, check_content, check_name
+from mnist_softmax.inbox.batch_files import READY, BatchProblems, Problem, inbox_folders, read_batch
+from mnist_softmax.inbox.batch_store import (
     BatchEntry,
     batch_path,
     load_manifest,
@@ -37,7 +38,6 @@ from mnist_softmax.data.batch_store import (
     save_manifest,
     store_batch,
 )
-from mnist_softmax.errors import StorageError, storage_error
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,19 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from mnist_softmax.ops.bench import print_table
+from mnist_softmax.devtools.bench import print_table
+from mnist_softmax.devtools.project_copy import clean_env, copy_project, git
 
-PROJECT_FILES = (
-    "dvc.yaml",
-    "params",
-    "params.yaml",
-    "pipeline",
-    "src",
-    ".dvc/config",
-    ".dvcignore",
-    "data/incoming/.gitkeep",  # the inbox: a dep of the ingest stage
-    "data/batches.yaml",  # the (empty) manifest of accepted batches
-)
 LR = "optimizer.lr=0.05,0.1,0.2,0.5"
 L2 = "model.l2=1e-4,5e-4,1e-3,2e-3"
 MOMENTUM = "optimizer.momentum=0.5,0.8,0.9,0.95"
@@ -72,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(_timed("dvc repro -f", ["dvc", "repro", "-f"], project))
         _set_yaml_key(project / "params/calibration/temperature.yaml", "t_max", "19.0")
         rows.append(_timed("change calibration.* only", ["dvc", "repro"], project))
-        _git(project, "commit", "-qam", "calibration change")
+        git(project, "commit", "-qam", "calibration change")
         sweep = ["mnist-softmax", "sweep", "-j", str(args.jobs)]
         grids = list(GRIDS.items())[: 1 if args.quick else None]
         for label, grid in grids:
@@ -136,7 +125,7 @@ def _timed(what: str, cmd: list[str], cwd: Path, configs: int = 1) -> dict[str, 
     """Run ``cmd``, failing loudly; return its wall time and peak RSS."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -187,36 +176,6 @@ def _epoch_rows(project: Path) -> list[dict[str, Any]]:
     ]
 
 
-def copy_project(src: Path, dest: Path) -> Path:
-    """A fresh git repository holding the project's files (outputs are rebuilt by dvc repro)."""
-    for name in PROJECT_FILES:
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / name, dest / name)
-    (dest / ".gitignore").write_text("mlflow/\n")
-    (dest / "mlflow").mkdir()
-    _git(dest, "init", "-q", "-b", "main")
-    _git(dest, "add", "-A")
-    _git(dest, "commit", "-qm", "bench project")
-    return dest
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, env=_env(), check=True, capture_output=True)
-
-
-def _env() -> dict[str, str]:
-    """This environment without MLflow or DVC experiment variables: runs go to the copy."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_EXP"))}
-    env.setdefault("GIT_AUTHOR_NAME", "bench")
-    env.setdefault("GIT_AUTHOR_EMAIL", "bench@example.com")
-    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
-    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    return {**env, "DVC_NO_ANALYTICS": "1", "MPLBACKEND": "Agg"}
-
-
 def _grid_size(overrides: list[str]) -> int:
     size = 1
     for override in overrides:
@@ -246,7 +205,3 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--out", help="also write the markdown table to this file")
     return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

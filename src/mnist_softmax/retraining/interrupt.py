@@ -22,7 +22,7 @@ import sys
 from types import FrameType
 
 from mnist_softmax.errors import PipelineError
-from mnist_softmax.ops import keeper
+from mnist_softmax.retraining import keeper
 
 log = logging.getLogger(__name__)
 

@@ -3,18 +3,17 @@
 The images are MNIST's own (from ``--raw-dir``, where ``dvc repro fetch`` leaves them),
 shifted and rotated at random, with optional label skew and label noise; ``--corrupt`` breaks
 the batch in one named way so the validator's quarantine can be exercised. The batch appears in
-``--inbox`` all at once (:func:`mnist_softmax.data.batch_maker.write_batch`).
+``--inbox`` all at once (:func:`mnist_softmax.inbox.batch_maker.write_batch`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
-from mnist_softmax.data.batch_files import NAME_PATTERN
-from mnist_softmax.data.batch_maker import (
+from mnist_softmax.errors import ConfigError
+from mnist_softmax.inbox.batch_files import NAME_PATTERN
+from mnist_softmax.inbox.batch_maker import (
     CORRUPTIONS,
     SOURCE_FILES,
     BatchSpec,
@@ -22,10 +21,6 @@ from mnist_softmax.data.batch_maker import (
     load_source,
     write_batch,
 )
-from mnist_softmax.errors import ConfigError, PipelineError
-from mnist_softmax.stage import setup_logging
-
-log = logging.getLogger(__name__)
 
 
 def _classes(text: str) -> tuple[int, ...]:
@@ -87,20 +82,11 @@ def describe(path: Path, spec: BatchSpec, n_images: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, spec = parse_spec(argv)
-    setup_logging("make-batch")
-    try:
-        images, labels = load_source(args.raw_dir, spec.source)
-        test_images = None
-        if spec.corrupt == "test-leak":
-            test_images = images if spec.source == "test" else load_source(args.raw_dir, "test")[0]
-        batch_images, batch_labels = draw_batch(images, labels, spec)
-        path = write_batch(batch_images, batch_labels, args.inbox, spec, test_images=test_images)
-    except PipelineError as exc:
-        log.error("error: %s", exc)
-        return exc.exit_code
+    images, labels = load_source(args.raw_dir, spec.source)
+    test_images = None
+    if spec.corrupt == "test-leak":
+        test_images = images if spec.source == "test" else load_source(args.raw_dir, "test")[0]
+    batch_images, batch_labels = draw_batch(images, labels, spec)
+    path = write_batch(batch_images, batch_labels, args.inbox, spec, test_images=test_images)
     print(describe(path, spec, 0 if spec.corrupt == "empty" else len(batch_images)))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``mnist-softmax`` commands' thin mains: parse arguments, call the library, print."""

@@ -1,0 +1,1 @@
+"""Developer tools: benchmarks, the offline DVC plots template, copying the project."""

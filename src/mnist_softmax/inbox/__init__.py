@@ -1,0 +1,1 @@
+"""New labelled batches: the inbox protocol, checks, the accepted-batch store, demo batches."""

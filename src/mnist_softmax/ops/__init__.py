@@ -1,1 +1,0 @@
-"""Operator commands behind ``mnist-softmax``: retrain, promote, history, compare, ui, sweep..."""

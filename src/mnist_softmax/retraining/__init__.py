@@ -1,0 +1,1 @@
+"""Scheduled retraining: the job, its champion rule, new batches, lock, signals and history."""

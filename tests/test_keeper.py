@@ -150,7 +150,7 @@ def test_a_version_no_job_judged_can_never_become_champion(tmp_path):
 
 
 def test_a_half_written_dvc_lock_is_restored_from_git(tmp_path):
-    from mnist_softmax.retraining.retrain import RetrainReport, repair_dvc_lock
+    from mnist_softmax.retraining.retrain import repair_dvc_lock
 
     lock = tmp_path / "dvc.lock"
     good = (Path(__file__).resolve().parents[1] / "dvc.lock").read_text()
@@ -159,12 +159,12 @@ def test_a_half_written_dvc_lock_is_restored_from_git(tmp_path):
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
     for cmd in (["init", "-q"], ["add", "dvc.lock"], ["commit", "-qm", "lock"]):
         subprocess.run(["git", *cmd], cwd=tmp_path, env=env, check=True)
-    report = RetrainReport("ab" * 16, "2026-01-01T00:00:00Z")
-    repair_dvc_lock(report, lock)  # a sound file is left alone
-    assert report.cleaned == [] and lock.read_text() == good
+    assert repair_dvc_lock("ab" * 16, lock) == []  # a sound file is left alone
+    assert lock.read_text() == good
+    cleaned = []
     for broken in ("", good.split("\n", 1)[1]):  # emptied; without its schema line
         lock.write_text(broken)  # what a dvc killed while rewriting dvc.lock leaves
-        repair_dvc_lock(report, lock)
+        cleaned += repair_dvc_lock("ab" * 16, lock)
         assert lock.read_text() == good
         assert (tmp_path / "dvc.lock.broken-abababab").read_text() == broken
-    assert len(report.cleaned) == 2 and "restored from git" in report.cleaned[0]
+    assert len(cleaned) == 2 and "restored from git" in cleaned[0]

@@ -97,7 +97,7 @@ def test_a_full_cycle_on_new_data(tmp_path, shared_mnist):
     assert run_.data.tags["data.batches"] == "week-1"
     assert len(run_.data.tags["data.manifest_sha256"]) == 64
     assert run_.data.tags["retrain.new_batches"] == "week-1"
-    assert "test_batches/week-1/acc" in run_.data.metrics  # batch/* in MLflow since #23
+    assert "test_batches/week-1/acc" in run_.data.metrics  # the MLflow name (run_record)
     assert "monitor/champion_new_batches_acc" in run_.data.metrics
     drift_files = {a.path for a in client(path).list_artifacts(run_.info.run_id, "drift")}
     assert {f"drift/{p.split('/')[-1]}" for p in report["drift_report"]} == drift_files

@@ -16,7 +16,6 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mnist_softmax.atomic import write_json
@@ -27,65 +26,28 @@ from mnist_softmax.errors import ConfigError, PipelineError
 from mnist_softmax.inbox.state import InboxState
 from mnist_softmax.redact import redact_text
 from mnist_softmax.retraining import new_batches
+from mnist_softmax.retraining import retrain_report as steps
 from mnist_softmax.retraining.champion_rule import Decision, decide
-from mnist_softmax.retraining.history import REPORT_DIR, RUNNING, mark_killed_jobs
+from mnist_softmax.retraining.history import RUNNING, mark_killed_jobs
 from mnist_softmax.retraining.interrupt import Interruptible, JobInterrupted
 from mnist_softmax.retraining.lock import LOCK_FILE, LockBusyError, exclusive_lock
+from mnist_softmax.retraining.retrain_report import JobProgress, Outcome, build_report, summary
 from mnist_softmax.stage import setup_logging
 
 log = logging.getLogger(__name__)
 
 STALE_RUN_SECONDS = 6 * 3600
+# a job that finds no model to judge: decision kept, with one of these reasons
+NO_WORKSPACE_MODEL = (
+    "no champion, and no registered version was logged from this workspace's "
+    "dvc.lock: nothing to promote (use --force to retrain)"
+)
+UP_TO_DATE = "the pipeline was up to date: no new model (use --force to retrain)"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # The environment as the user gave it, taken before mlflow is imported: mlflow.set_tracking_uri
 # exports $MLFLOW_TRACKING_URI, which would otherwise override the pipeline's own tracking.uri
 # (a `-S tracking.uri=...` would be silently ignored).
 USER_ENV = dict(os.environ)
-
-
-@dataclass
-class RetrainReport:
-    """What one job did; written as JSON and mirrored into MLflow tags."""
-
-    retrain_id: str
-    started: str
-    decision: str = "failed"
-    reasons: list[str] = field(default_factory=list)
-    challenger: str | None = None
-    champion_before: str | None = None
-    champion_after: str | None = None
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    quarantined: list[str] = field(default_factory=list)  # by this job's ingest
-    new_batches: list[str] = field(default_factory=list)  # accepted, unseen by the champion
-    monitoring: dict[str, float] = field(default_factory=dict)  # the champion on them
-    drift_report: list[str] = field(default_factory=list)  # JSON and PNG
-    champion_batches: list[str] = field(default_factory=list)  # the champion_after's
-    seconds: float = 0.0
-    champion_known: bool = False  # champion_before was read (a report always names it)
-    pipeline_started: bool = False  # the job ran the training pipeline: it may have a version
-    killed_jobs: list[str] = field(default_factory=list)  # jobs found dead, ids
-    cleaned: list[str] = field(default_factory=list)  # what this job cleaned up after them
-
-    @property
-    def stem(self) -> str:
-        """File name stem shared by this job's report and drift report."""
-        return f"{self.started.replace(':', '')}-{self.retrain_id[:8]}"
-
-    @property
-    def path(self) -> Path:
-        """This job's JSON report: its start record first, then the real one."""
-        return REPORT_DIR / f"{self.stem}.json"
-
-    def summary(self) -> str:
-        why = self.reasons[0] if self.reasons else ""
-        return (
-            f"retrain {self.decision}: challenger {_v(self.challenger)}, champion "
-            f"{_v(self.champion_before)} -> {_v(self.champion_after)} ({why})"
-        )
-
-
-def _v(version: str | None) -> str:
-    return "none" if version is None else f"v{version}"
 
 
 def verify_upstream(cfg: Config) -> None:
@@ -147,19 +109,19 @@ def run_pipeline(commands: list[list[str]], retrain_id: str, guard: Interruptibl
 
 
 def retrain(
-    cfg: Config, report: RetrainReport, overrides: list[str], force: bool, guard: Interruptible
+    cfg: Config, job: JobProgress, overrides: list[str], force: bool, guard: Interruptible
 ) -> Decision:
-    """Run one retrain and fill ``report``; raise PipelineError on any failure."""
+    """Run one retrain, keeping each step's result in ``job``; raise PipelineError on failure."""
     from mnist_softmax.tracking import registry  # mlflow costs seconds: only when needed
 
     with registry.tracking_errors(cfg.tracking):
-        return _retrain(cfg, report, overrides, force, guard)
+        return _retrain(cfg, job, overrides, force, guard)
 
 
 def _retrain(
-    cfg: Config, report: RetrainReport, overrides: list[str], force: bool, guard: Interruptible
+    cfg: Config, job: JobProgress, overrides: list[str], force: bool, guard: Interruptible
 ) -> Decision:
-    from mnist_softmax.tracking import registry, run_record
+    from mnist_softmax.tracking import registry
     from mnist_softmax.tracking import run_logging as tracking
 
     name = cfg.tracking.registered_model
@@ -168,69 +130,43 @@ def _retrain(
     tracking.end_stale_runs(STALE_RUN_SECONDS, cfg.tracking)
     # The champion this job competes with is the one at its start: if the alias moves while
     # the pipeline runs, move_champion sees the difference and refuses to overwrite it.
-    champion = registry.alias_version(client, name)
-    report.champion_before = report.champion_after = champion
-    report.champion_known = True
-    _write_start_record(report)  # now naming the champion, should the job die from here on
-    _clean_after_killed_jobs(cfg, client, report)
+    champion = job.add(steps.Champion(registry.alias_version(client, name)))
+    _write_start_record(job)  # now naming the champion, should the job die from here on
+    job.add(steps.Cleaned(_clean_after_killed_jobs(cfg, client, _killed_ids(job))))
     verify_upstream(cfg)
     guard.check()
-    found = _ingest(cfg, client, champion, report, guard)
-    if found.new and champion is not None:
-        report.monitoring, paths = new_batches.watch_champion(cfg, name, champion, found,
-                                                              report.stem)  # fmt: skip
-        report.drift_report = [str(p) for p in paths]
+    ingested = job.add(_ingest(cfg, client, champion.version, job.retrain_id, guard))
+    if ingested.arrivals.new and champion.version is not None:
+        job.add(_watch(cfg, champion.version, ingested.arrivals, job.stem))
     guard.check()
-    report.pipeline_started = True
-    run_pipeline(pipeline_commands(overrides, force), report.retrain_id, guard)
-    run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
-    if run is not None:
-        report.challenger = run.data.tags.get(tracking.TAG_VERSION)
-    elif champion is None:  # first job on an up-to-date repo: the workspace's own model
-        report.challenger = registry.workspace_version(client, name, run_record.dvc_lock_tags())
-        if report.challenger is None:
-            report.decision = "kept"
-            report.reasons = [
-                "no champion, and no registered version was logged from this workspace's "
-                "dvc.lock: nothing to promote (use --force to retrain)"
-            ]
-            return Decision(False, report.reasons)
-    if report.challenger is None:
-        report.decision = "kept"
-        report.reasons = ["the pipeline was up to date: no new model (use --force to retrain)"]
-        return Decision(False, report.reasons)
-    scores = _scores(cfg, name, {"challenger": report.challenger, "champion": champion}, found)
-    report.metrics = scores
-    rule = new_batches.rule_for(cfg.retrain, bool(found.new) and champion is not None)
-    decision = decide(scores["challenger"], scores.get("champion"), rule)
-    report.reasons = decision.reasons
-    guard.check()  # a signal during scoring: stop before the alias moves
-    if decision.promote:
-        try:
-            registry.move_champion(client, name, report.challenger, expected=champion)
-        except registry.ChampionMovedError as exc:
-            report.decision = "conflict"
-            report.champion_after = exc.current  # who holds it now, not who held it before
-            raise
-        report.champion_after = report.challenger
-        report.champion_batches = registry.trained_batches(client, name, report.challenger)
-    report.decision = decision.label
-    return decision
+    job.add(steps.PipelineStarted())
+    run_pipeline(pipeline_commands(overrides, force), job.retrain_id, guard)
+    challenger = job.add(_find_challenger(cfg, client, champion.version, job.retrain_id))
+    if challenger.version is None:
+        return Decision(False, [NO_WORKSPACE_MODEL if challenger.from_workspace else UP_TO_DATE])
+    return _judge(cfg, client, job, challenger.version, champion.version, ingested, guard)
 
 
-def _write_start_record(report: RetrainReport) -> None:
+def _killed_ids(job: JobProgress) -> list[str]:
+    """The jobs found dead before this one started (none if it never looked)."""
+    killed = job.last(steps.KilledJobs)
+    return killed.ids if killed else []
+
+
+def _write_start_record(job: JobProgress) -> None:
     """Write the report as ``running``: the next job turns it into ``killed`` if this job dies
     without writing the real one (the real report replaces it, same file)."""
-    write_json(report.path, {**asdict(report), "decision": RUNNING})
+    write_json(job.path, build_report(job, Outcome(RUNNING)))
 
 
-def repair_dvc_lock(report: RetrainReport, path: Path = Path("dvc.lock")) -> None:
+def repair_dvc_lock(retrain_id: str, path: Path = Path("dvc.lock")) -> list[str]:
     """Restore a ``dvc.lock`` a killed ``dvc`` left half-written, so the pipeline runs again.
 
     DVC rewrites dvc.lock in place; a job stopped in that moment (even by SIGTERM, seen in
     the chaos script) leaves a file DVC refuses, and every later job would fail. The broken
     file is kept beside as ``dvc.lock.broken-<job>``, the committed one restored (or none,
-    outside git): ``dvc repro`` then reruns what no longer matches.
+    outside git): ``dvc repro`` then reruns what no longer matches. Returns what it cleaned,
+    one line, or nothing when the file is sound or absent.
     """
     import subprocess
 
@@ -238,26 +174,28 @@ def repair_dvc_lock(report: RetrainReport, path: Path = Path("dvc.lock")) -> Non
     from dvc.schema import COMPILED_LOCKFILE_SCHEMA
 
     if not path.is_file():
-        return
+        return []
     try:
         COMPILED_LOCKFILE_SCHEMA(yaml.safe_load(path.read_text()))
-        return
+        return []
     except Exception as exc:  # YAML or schema: either way DVC cannot read it
         reason = str(exc).splitlines()[0]
-    path.replace(path.with_name(f"{path.name}.broken-{report.retrain_id[:8]}"))
+    path.replace(path.with_name(f"{path.name}.broken-{retrain_id[:8]}"))
     committed = subprocess.run(["git", "show", f"HEAD:{path.name}"], capture_output=True,
                                text=True, cwd=path.parent)  # fmt: skip
     if committed.returncode == 0:
         path.write_text(committed.stdout)
-    report.cleaned.append(f"{path} was half-written by a killed job ({reason}): restored from git")
-    log.warning("%s", report.cleaned[-1])
+    line = f"{path} was half-written by a killed job ({reason}): restored from git"
+    log.warning("%s", line)
+    return [line]
 
 
-def _clean_after_killed_jobs(cfg: Config, client, report: RetrainReport) -> None:
-    """Tag the versions killed jobs registered ``abandoned`` (never champion); report it."""
+def _clean_after_killed_jobs(cfg: Config, client, killed_jobs: list[str]) -> list[str]:
+    """Tag the versions killed jobs registered ``abandoned`` (never champion); say so."""
     from mnist_softmax.tracking import registry
 
-    for job in report.killed_jobs:
+    cleaned = []
+    for job in killed_jobs:
         lines = [f"job {job[:8]} died without a word: recorded as killed"]
         lines += [
             f"v{version}, registered by job {job[:8]}: abandoned"
@@ -267,22 +205,84 @@ def _clean_after_killed_jobs(cfg: Config, client, report: RetrainReport) -> None
         ]
         for line in lines:
             log.warning("%s", line)
-        report.cleaned += lines
+        cleaned += lines
+    return cleaned
 
 
-def _ingest(cfg: Config, client, champion: str | None, report: RetrainReport, guard):
+def _ingest(
+    cfg: Config, client, champion: str | None, retrain_id: str, guard: Interruptible
+) -> steps.Ingested:
     """Run the ingest stage, then sort the accepted batches into new and seen by the champion."""
     from mnist_softmax.tracking import registry
 
     before = InboxState.read(cfg.paths)
-    run_pipeline([["dvc", "repro", "ingest"]], report.retrain_id, guard)
-    report.quarantined = InboxState.read(cfg.paths).since(before)["quarantined"]
+    run_pipeline([["dvc", "repro", "ingest"]], retrain_id, guard)
+    quarantined = InboxState.read(cfg.paths).since(before)["quarantined"]
     name = cfg.tracking.registered_model
     seen = registry.trained_batches(client, name, champion) if champion is not None else []
-    report.champion_batches = seen
-    found = new_batches.arrivals(cfg, seen)
-    report.new_batches = found.names
-    return found
+    return steps.Ingested(quarantined, seen, new_batches.arrivals(cfg, seen))
+
+
+def _watch(cfg: Config, champion: str, found: new_batches.Arrivals, stem: str) -> steps.Watched:
+    """Score the champion on the batches new to it and write the drift report, before training."""
+    name = cfg.tracking.registered_model
+    monitoring, paths = new_batches.watch_champion(cfg, name, champion, found, stem)
+    return steps.Watched(monitoring, [str(p) for p in paths])
+
+
+def _find_challenger(
+    cfg: Config, client, champion: str | None, retrain_id: str
+) -> steps.Challenger:
+    """The version this job's pipeline registered; on a first job with an up-to-date repo (no
+    run, no champion), the version logged from the workspace's own ``dvc.lock``."""
+    from mnist_softmax.tracking import registry, run_record
+    from mnist_softmax.tracking import run_logging as tracking
+
+    run = registry.run_of_retrain(client, cfg.tracking.experiment_name, retrain_id)
+    if run is not None:
+        return steps.Challenger(run.data.tags.get(tracking.TAG_VERSION))
+    if champion is None:
+        name = cfg.tracking.registered_model
+        version = registry.workspace_version(client, name, run_record.dvc_lock_tags())
+        return steps.Challenger(version, from_workspace=True)
+    return steps.Challenger(None)
+
+
+def _judge(
+    cfg: Config,
+    client,
+    job: JobProgress,
+    challenger: str,
+    champion: str | None,
+    ingested: steps.Ingested,
+    guard: Interruptible,
+) -> Decision:
+    """Score both models on the same data, apply the rule, promote on a win."""
+    found = ingested.arrivals
+    name = cfg.tracking.registered_model
+    scores = _scores(cfg, name, {"challenger": challenger, "champion": champion}, found)
+    job.add(steps.Scored(scores))
+    rule = new_batches.rule_for(cfg.retrain, bool(found.new) and champion is not None)
+    decision = decide(scores["challenger"], scores.get("champion"), rule)
+    guard.check()  # a signal during scoring: stop before the alias moves
+    if decision.promote:
+        job.add(_promote(client, name, challenger, champion, job))
+    return decision
+
+
+def _promote(
+    client, name: str, challenger: str, champion: str | None, job: JobProgress
+) -> steps.Promoted:
+    """Move the alias to the challenger unless it moved since the start (then record who holds
+    it now, not who held it before, and re-raise)."""
+    from mnist_softmax.tracking import registry
+
+    try:
+        registry.move_champion(client, name, challenger, expected=champion)
+    except registry.ChampionMovedError as exc:
+        job.add(steps.Conflict(exc.current))
+        raise
+    return steps.Promoted(challenger, registry.trained_batches(client, name, challenger))
 
 
 def _scores(cfg: Config, name: str, versions: dict[str, str | None], found):
@@ -305,66 +305,81 @@ def _scores(cfg: Config, name: str, versions: dict[str, str | None], found):
     return scores
 
 
-def _record(cfg: Config | None, report: RetrainReport) -> Path:
-    """Write the JSON report (the job history), then mirror the decision into MLflow tags.
+def _record(cfg: Config | None, job: JobProgress, outcome: Outcome, seconds: float) -> dict:
+    """Build the report, write it as JSON (the job history), then mirror it into MLflow tags.
 
     The JSON comes first and alone decides the history: tags are best effort, since the
     tracking server may be the very thing that failed.
     """
-    report.reasons = [redact_text(r) for r in report.reasons]
-    if cfg is not None and (not report.champion_known or report.challenger is None):
+    if cfg is not None and (job.last(steps.Champion) is None or _challenger_of(job) is None):
         try:
-            _find_what_the_job_left(cfg, report)
+            _find_what_the_job_left(cfg, job)
         except Exception as exc:
             log.warning("champion and versions not looked up: %s", redact_text(str(exc))[:200])
-    write_json(report.path, asdict(report))
-    if report.challenger is not None and cfg is not None:
+    report = build_report(job, outcome, seconds)
+    write_json(job.path, report)
+    log.info("report: %s", job.path)
+    if report["challenger"] is not None and cfg is not None:
         try:
             _tag_decision(cfg, report)
         except Exception as exc:
             log.warning("decision not tagged in MLflow: %s", redact_text(str(exc))[:200])
-    return report.path
+    return report
 
 
-def _find_what_the_job_left(cfg: Config, report: RetrainReport) -> None:
+def _challenger_of(job: JobProgress) -> str | None:
+    """The version this job judges, if it found one (a stopped job may not have)."""
+    challenger = job.last(steps.Challenger)
+    return challenger.version if challenger else None
+
+
+def _find_what_the_job_left(cfg: Config, job: JobProgress) -> None:
     """A job stopped early: name the champion (it cannot have moved: the job never got that
     far), and the version its pipeline registered, if any, so it is tagged as never judged."""
     from mnist_softmax.tracking import registry
 
     client = registry.client_for(cfg.tracking)
     name = cfg.tracking.registered_model
-    if not report.champion_known and report.decision != "conflict":
-        report.champion_before = report.champion_after = registry.alias_version(client, name)
-        report.champion_known = True
-    if report.pipeline_started and report.challenger is None:
-        run = registry.run_of_retrain(client, cfg.tracking.experiment_name, report.retrain_id)
+    if job.last(steps.Champion) is None:
+        job.add(steps.Champion(registry.alias_version(client, name)))
+    if job.last(steps.PipelineStarted) is not None and _challenger_of(job) is None:
+        run = registry.run_of_retrain(client, cfg.tracking.experiment_name, job.retrain_id)
         if run is not None:
             versions = registry.versions_of_run(client, name, run.info.run_id)
-            report.challenger = versions[0] if versions else None
+            job.add(steps.Challenger(versions[0] if versions else None))
 
 
-def _tag_decision(cfg: Config, report: RetrainReport) -> None:
+def _tag_decision(cfg: Config, report: dict) -> None:
+    """Mirror the decision onto the challenger's run and version, for the MLflow UI."""
     from mnist_softmax.tracking import registry
 
     client = registry.client_for(cfg.tracking)
-    name = cfg.tracking.registered_model
-    tags = {registry.TAG_DECISION: report.decision, "retrain.reasons": "; ".join(report.reasons)}
-    tags["retrain.champion_before"] = str(report.champion_before)
-    tags["retrain.new_batches"] = ",".join(report.new_batches)
-    run_id = client.get_model_version(name, report.challenger).run_id
+    name, challenger = cfg.tracking.registered_model, report["challenger"]
+    tags = {
+        registry.TAG_DECISION: report["decision"],
+        "retrain.reasons": "; ".join(report["reasons"]),
+        "retrain.champion_before": str(report["champion_before"]),
+        "retrain.new_batches": ",".join(report["new_batches"]),
+    }
+    run_id = client.get_model_version(name, challenger).run_id
     for key, value in tags.items():
         client.set_tag(run_id, key, value[:5000])
-        client.set_model_version_tag(name, report.challenger, key, value[:5000])
-    for path in report.drift_report:  # the job's drift report, beside the model it judged
+        client.set_model_version_tag(name, challenger, key, value[:5000])
+    for path in report["drift_report"]:  # the job's drift report, beside the model it judged
         client.log_artifact(run_id, path, "drift")
-    for key, value in report.monitoring.items():  # the champion on data it never saw
+    for key, value in report["monitoring"].items():  # the champion on data it never saw
         client.log_metric(run_id, f"monitor/champion_{key.replace('/', '_')}", value)
 
 
-def _decision_of(exc: PipelineError, report: RetrainReport) -> str:
+def _outcome_of(exc: Exception, job: JobProgress) -> Outcome:
+    """The decision and reason of a job that raised: ours have their own line, others their
+    type and first line."""
     if isinstance(exc, JobInterrupted):
-        return "interrupted"
-    return "conflict" if report.decision == "conflict" else "failed"
+        return Outcome("interrupted", [str(exc)])
+    if isinstance(exc, PipelineError):
+        return Outcome("conflict" if job.last(steps.Conflict) else "failed", [str(exc)])
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return Outcome("failed", [f"{type(exc).__name__}: {first}"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging("retrain")
     started = time.perf_counter()
-    report = RetrainReport(uuid.uuid4().hex, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    job = JobProgress(uuid.uuid4().hex, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     cfg: Config | None = None
     code = 0
     with Interruptible() as guard:
@@ -389,23 +404,20 @@ def main(argv: list[str] | None = None) -> int:
             cfg = job_config(args.overrides)  # bad config: exit 2, before the lock
             with exclusive_lock(LOCK_FILE) as lock_fd:
                 guard.keep_fds = (lock_fd,)  # the pipeline's keeper holds the lock too
-                report.killed_jobs = mark_killed_jobs()  # with the lock: those jobs are gone
-                _write_start_record(report)
-                repair_dvc_lock(report)
-                retrain(cfg, report, args.overrides, args.force, guard)
+                job.add(steps.KilledJobs(mark_killed_jobs()))  # with the lock: those jobs are gone
+                _write_start_record(job)
+                job.add(steps.Cleaned(repair_dvc_lock(job.retrain_id)))
+                decision = retrain(cfg, job, args.overrides, args.force, guard)
+                outcome = Outcome(decision.label, decision.reasons)
         except LockBusyError as exc:  # another job runs: this one did nothing to record
             log.error("error: %s", exc)
             return exc.exit_code
-        except PipelineError as exc:
-            report.decision, code = _decision_of(exc, report), exc.exit_code
-            report.reasons = [str(exc)]
-        except Exception as exc:  # not ours: still one line and a history entry
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            report.decision, report.reasons, code = "failed", [f"{type(exc).__name__}: {first}"], 1
+        except Exception as exc:  # ours (PipelineError) or not: one line and a history entry
+            outcome = _outcome_of(exc, job)
+            code = exc.exit_code if isinstance(exc, PipelineError) else 1
         # recorded inside the guard: a second signal cannot stop the report being written
-        report.seconds = round(time.perf_counter() - started, 2)
-        log.info("report: %s", _record(cfg, report))
+        report = _record(cfg, job, outcome, round(time.perf_counter() - started, 2))
     if code:
-        log.error("error: %s", report.reasons[0])
-    print(redact_text(report.summary()))
+        log.error("error: %s", report["reasons"][0])
+    print(redact_text(summary(report)))
     return code

@@ -108,7 +108,7 @@ SPARSEMAX_ONLY = ("support", "single", "true_zero", "sparsemax_loss")
 # not logged as values: per-class numbers and counts go in tables (class names are text, not
 # key parts), split sizes with the dataset input, the calibrate stage's copy of the temperature,
 # and the final train/val accuracy and loss, which the curves of the same names end with
-NOT_METRICS = ("counts/", "per_class/", "size/")
+NOT_METRICS = ("counts/", "per_class/", "size/", "batches/")
 CURVE_SCORES = ("acc", "nll", "sparsemax_loss")
 DUPLICATES = (
     "calibration/temperature",

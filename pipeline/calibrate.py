@@ -13,7 +13,7 @@ import numpy as np
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
 from mnist_softmax.data.splits import load_split, split_path
-from mnist_softmax.evaluation.calibration_split import calibrate_with_sets
+from mnist_softmax.evaluation.calibration import calibrate_model
 from mnist_softmax.evaluation.conformal_file import save_conformal
 from mnist_softmax.model.model_file import load_model
 from mnist_softmax.stage import log, run_stage
@@ -25,7 +25,7 @@ PARAMS = ("calibration", "conformal", "data.split_seed", "evaluation.n_bins", "e
 def main(cfg: Config) -> None:
     model = load_model(cfg.paths.model)
     val = load_split(split_path(cfg.paths.prepared_dir, "val"))
-    fitted = calibrate_with_sets(model.logits(val.X), val.y, cfg, model.output)
+    fitted = calibrate_model(model, val, cfg)
     result, sets = fitted.result, fitted.conformal
     write_json(cfg.paths.calibration, result.to_params())
     write_json(cfg.paths.calibration_metrics, result.to_metrics())

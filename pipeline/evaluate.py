@@ -6,8 +6,6 @@ reports/reliability_{uncalibrated,calibrated}.csv and reports/confusion.csv (DVC
 reports/figures/*.png (DVC image plots).
 """
 
-import numpy as np
-
 from mnist_softmax.atomic import write_json
 from mnist_softmax.config import Config
 from mnist_softmax.data.splits import load_split, split_path
@@ -15,7 +13,7 @@ from mnist_softmax.evaluation.batch_scores import score_batches
 from mnist_softmax.evaluation.charts import save_figure
 from mnist_softmax.evaluation.conformal_file import load_conformal
 from mnist_softmax.evaluation.conformal_report import build_sets_figure, evaluate_sets
-from mnist_softmax.evaluation.evaluate import evaluate
+from mnist_softmax.evaluation.evaluate import evaluate_model
 from mnist_softmax.evaluation.figures import write_figures
 from mnist_softmax.evaluation.temperature import load_temperature
 from mnist_softmax.inbox.batch_store import load_batches
@@ -32,16 +30,13 @@ def main(cfg: Config) -> None:
     model = load_model(paths.model)
     test = load_split(split_path(paths.prepared_dir, "test"))
     names = [str(c) for c in model.class_names]
-    rng = np.random.default_rng(cfg.seed)  # bootstrap resamples of the ECE interval
     temperature = load_temperature(paths.calibration)
     conformal = load_conformal(paths.conformal, len(names))
-    result = evaluate(model.logits(test.X), test.y, temperature, names, rng, n_bins=ev.n_bins,
-                      binning=ev.binning, bootstrap_samples=ev.bootstrap_samples,
-                      ci_level=ev.ci_level, output=model.output)  # fmt: skip
+    result = evaluate_model(model, test, temperature, conformal, cfg)  # as the fast sweep does
+    sets = result.metrics["conformal"]  # reports/metrics.json: {"conformal": {"coverage", ...}}
     reliability = {"uncalibrated": paths.reliability_uncalibrated,
                    "calibrated": paths.reliability_calibrated}  # fmt: skip
-    sets, tables, curve = evaluate_sets(conformal, result.proba_calibrated, test.y, names)
-    result.metrics["conformal"] = sets  # reports/metrics.json: {"conformal": {"coverage", ...}}
+    _, tables, curve = evaluate_sets(conformal, result.proba_calibrated, test.y, names)
     result.write(paths.eval_metrics, paths.per_class, reliability, paths.confusion)
     write_json(paths.conformal_report, tables)
     save_figure(build_sets_figure(tables, curve, conformal.alpha),

@@ -29,7 +29,11 @@ import numpy as np
 import pandas as pd
 
 from mnist_softmax.atomic import atomic_open, write_json
+from mnist_softmax.config import Config
+from mnist_softmax.data.splits import Split
 from mnist_softmax.errors import DataError
+from mnist_softmax.evaluation.conformal import Conformal
+from mnist_softmax.evaluation.conformal_report import coverage_metrics
 from mnist_softmax.evaluation.reliability import (
     ReliabilityBins,
     brier_score,
@@ -37,6 +41,7 @@ from mnist_softmax.evaluation.reliability import (
     ece_bootstrap_ci,
     reliability_bins,
 )
+from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.numerics import accuracy, nll, sparsemax_loss
 from mnist_softmax.model.outputs import probabilities
 
@@ -272,3 +277,22 @@ def evaluate(
         bins=bins,
         metrics={"temperature": float(temperature), "test": test, "per_class": per_class},
     )
+
+
+def evaluate_model(
+    model: SoftmaxModel, test: Split, temperature: float, conformal: Conformal, cfg: Config
+) -> Evaluation:
+    """The evaluate stage's work in one entry (the stage and the fast sweep call it).
+
+    Scores the model at ``temperature`` on the test split, with its prediction sets' coverage
+    under ``metrics["conformal"]``; reads ``seed`` (the bootstrap's generator) and
+    ``evaluation.*`` from ``cfg``.
+    """
+    ev = cfg.evaluation
+    result = evaluate(
+        model.logits(test.X), test.y, temperature, [str(c) for c in model.class_names],
+        np.random.default_rng(cfg.seed), n_bins=ev.n_bins, binning=ev.binning,
+        bootstrap_samples=ev.bootstrap_samples, ci_level=ev.ci_level, output=model.output,
+    )  # fmt: skip
+    result.metrics["conformal"] = coverage_metrics(conformal.sets(result.proba_calibrated), test.y)
+    return result

@@ -29,9 +29,8 @@ from mnist_softmax.atomic import read_json
 from mnist_softmax.config import CONFIG_DIR, Config, SGDConfig, compose, config_from_container
 from mnist_softmax.data.prepare import PreparedData, load_prepared
 from mnist_softmax.errors import ConfigError, TrainingDivergedError
-from mnist_softmax.evaluation.calibration_split import calibrate_with_sets
-from mnist_softmax.evaluation.conformal_report import coverage_metrics
-from mnist_softmax.evaluation.evaluate import evaluate
+from mnist_softmax.evaluation.calibration import calibrate_model
+from mnist_softmax.evaluation.evaluate import evaluate_model
 from mnist_softmax.model.stacked_sgd import stack_key, train_stacked
 from mnist_softmax.model.training import TrainResult
 
@@ -191,19 +190,12 @@ def _score(
 
     if isinstance(result, TrainingDivergedError):
         return ConfigOutcome(overrides, cfg, {}, pd.DataFrame(), str(result))
-    model, ev_cfg, val, test = result.model, cfg.evaluation, data.prepared.val, data.prepared.test
-    fitted = calibrate_with_sets(model.logits(val.X), val.y, cfg, model.output)
+    model, val, test = result.model, data.prepared.val, data.prepared.test
+    fitted = calibrate_model(model, val, cfg)
     calibration = fitted.result
-    rng = np.random.default_rng(cfg.seed)  # the evaluate stage's bootstrap generator
-    evaluation = evaluate(
-        model.logits(test.X), test.y, calibration.temperature, list(cfg.data.class_names), rng,
-        n_bins=ev_cfg.n_bins, binning=ev_cfg.binning, bootstrap_samples=ev_cfg.bootstrap_samples,
-        ci_level=ev_cfg.ci_level, output=model.output,
-    )  # fmt: skip
-    sets = fitted.conformal.sets(evaluation.proba_calibrated)  # as the evaluate stage scores
-    test_metrics = {**evaluation.metrics, "conformal": coverage_metrics(sets, test.y)}
+    evaluation = evaluate_model(model, test, calibration.temperature, fitted.conformal, cfg)
     metrics = merge_final_metrics(
-        data.data_report, result.summary, calibration.to_metrics(), test_metrics
+        data.data_report, result.summary, calibration.to_metrics(), evaluation.metrics
     )
     return ConfigOutcome(overrides, cfg, metrics, result.history, "")
 

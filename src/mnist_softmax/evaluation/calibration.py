@@ -1,11 +1,13 @@
-"""The calibrate stage's work: T on one part of the validation split, the sets on the other.
+"""The calibrate stage's work in one entry, :func:`calibrate_model`: the stage and the fast sweep
+both call it (and :func:`~mnist_softmax.evaluation.evaluate.evaluate_model` for the evaluate
+stage), so a swept config's T, sets and test metrics are those its DVC experiment writes; no
+config field is copied by hand into a call.
 
 Split conformal prediction needs held-out images that neither the model nor the temperature
 saw; the validation split is the only labelled data outside training and test, so it is cut in
 two, stratified by class and seeded by ``data.split_seed``: T is fitted on the first part, the
 conformal predictor on the calibrated probabilities of the second (``conformal.holdout`` of
-the images). The calibrate stage and the fast sweep both call :func:`calibrate_with_sets`, so a
-fast sweep's T and sets are those its DVC experiment would write.
+the images).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnist_softmax.config import Config
+from mnist_softmax.data.splits import Split
 from mnist_softmax.evaluation.conformal import Conformal, fit_conformal, holdout_mask
 from mnist_softmax.evaluation.temperature import CalibrationResult, calibrate
+from mnist_softmax.model.model_file import SoftmaxModel
 from mnist_softmax.model.outputs import probabilities
 
 
@@ -30,15 +34,14 @@ class Calibrated:
     n_heldout: int  # validation images the conformal scores came from
 
 
-def calibrate_with_sets(logits: np.ndarray, y: np.ndarray, cfg: Config, output: str) -> Calibrated:
+def calibrate_model(model: SoftmaxModel, val: Split, cfg: Config) -> Calibrated:
     """Fit T and the conformal predictor on the two parts of the validation split.
 
-    logits : ndarray of shape (n_samples, n_classes), the model's validation logits;
-    y : ndarray of shape (n_samples,). Reads ``calibration.*``, ``conformal.*``,
-    ``data.split_seed``, ``evaluation.n_bins`` and ``evaluation.binning`` from ``cfg``.
+    Reads ``calibration.*``, ``conformal.*``, ``data.split_seed``, ``evaluation.n_bins`` and
+    ``evaluation.binning`` from ``cfg``.
     """
-    cal, conf = cfg.calibration, cfg.conformal
-    z = np.asarray(logits, dtype=np.float64)
+    cal, conf, output, y = cfg.calibration, cfg.conformal, model.output, val.y
+    z = np.asarray(model.logits(val.X), dtype=np.float64)
     held = holdout_mask(y, conf.holdout, np.random.default_rng(cfg.data.split_seed))
     result = calibrate(z[~held], y[~held], method=cal.method, t_min=cal.t_min, t_max=cal.t_max,
                        n_bins=cfg.evaluation.n_bins, binning=cfg.evaluation.binning,

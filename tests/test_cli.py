@@ -36,6 +36,7 @@ FAILURES: dict[str, tuple[list[str], int]] = {
     "sweep": (["-S", "tracking.uri={uri}"], 3),  # logs the grid, then: no prepared data
     "bench-sweep": (["--project", "missing"], 1),
     "bench-stages": (["--project", "missing"], 1),
+    "bench-conformal": (["conformal.alpha=2"], 2),  # a bad value, before any work
     "predict": (["digit.npy"], 3),
 }
 

@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params"), help="Hydra config dir")
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[bench-conformal] %(message)s")
     cfg = config_from_container(compose(args.params, args.overrides))
     print_table(comparison(cfg, args.params), args.out)
     return 0

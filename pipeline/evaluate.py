@@ -12,7 +12,7 @@ from mnist_softmax.data.splits import load_split, split_path
 from mnist_softmax.evaluation.batch_scores import score_batches
 from mnist_softmax.evaluation.charts import save_figure
 from mnist_softmax.evaluation.conformal_file import load_conformal
-from mnist_softmax.evaluation.conformal_report import build_sets_figure, evaluate_sets
+from mnist_softmax.evaluation.conformal_report import build_sets_figure, coverage_report
 from mnist_softmax.evaluation.evaluate import evaluate_model
 from mnist_softmax.evaluation.figures import write_figures
 from mnist_softmax.evaluation.temperature import load_temperature
@@ -36,7 +36,7 @@ def main(cfg: Config) -> None:
     sets = result.metrics["conformal"]  # reports/metrics.json: {"conformal": {"coverage", ...}}
     reliability = {"uncalibrated": paths.reliability_uncalibrated,
                    "calibrated": paths.reliability_calibrated}  # fmt: skip
-    _, tables, curve = evaluate_sets(conformal, result.proba_calibrated, test.y, names)
+    tables, curve = coverage_report(conformal, result.proba_calibrated, test.y, names)
     result.write(paths.eval_metrics, paths.per_class, reliability, paths.confusion)
     write_json(paths.conformal_report, tables)
     save_figure(build_sets_figure(tables, curve, conformal.alpha),

@@ -105,10 +105,11 @@ def build_sets_figure(
     return fig
 
 
-def evaluate_sets(
+def coverage_report(
     conformal: Conformal, proba: np.ndarray, y: np.ndarray, names: list[str]
-) -> tuple[dict[str, float], dict[str, Any], dict[str, list[float]]]:
-    """Return the test metrics, the per-class/per-size tables and the alpha curve of the sets.
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Return the per-class/per-size tables and the alpha curve of the sets (the test metrics
+    are :func:`~mnist_softmax.evaluation.evaluate.evaluate_model`'s).
 
     The curve spans alpha 0.01-0.30 (``CURVE_ALPHAS``), so the figure shows what another
     alpha would cost.
@@ -117,4 +118,4 @@ def evaluate_sets(
     tables = coverage_tables(mask, y, names)
     tables |= {"method": conformal.method, "mondrian": conformal.mondrian, "alpha": conformal.alpha}
     curve = alpha_curve(lambda a: conformal.sets(proba, a), y, CURVE_ALPHAS)
-    return coverage_metrics(mask, y), tables, curve
+    return tables, curve
